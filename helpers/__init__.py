@@ -1,0 +1,28 @@
+"""barbican-lab's helpers: order an AES key from Barbican and look at it.
+
+The notebooks, the command line (``python -m helpers``) and the tests all
+call these functions; the notebook's buttons are a thin layer over them.
+"""
+
+from helpers.connection import connect, describe
+from helpers.errors import (AuthError, ConnectError, InvalidInput,
+                            KeyFileExists, LabError, NotFound, NotReady,
+                            OrderFailed, OrderTimeout, Refused, ServerError,
+                            WaitCancelled)
+from helpers.hexdump import hexdump
+from helpers.orders import (KEY_ALGORITHMS, KEY_BIT_LENGTHS, KEY_MODES,
+                            delete_order, get_order, order_key,
+                            wait_for_order)
+from helpers.secrets import (delete_secret, fetch_key, get_payload,
+                             get_secret, save_key, secret_of)
+from helpers.tables import hexdump_table, order_table, secret_table
+
+__all__ = [
+    "connect", "describe", "order_key", "get_order", "wait_for_order",
+    "delete_order", "fetch_key", "get_payload", "get_secret", "secret_of",
+    "save_key", "delete_secret", "hexdump", "order_table", "secret_table",
+    "hexdump_table", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS", "KEY_MODES",
+    "LabError", "AuthError", "ConnectError", "InvalidInput", "KeyFileExists",
+    "NotFound", "NotReady", "OrderFailed", "OrderTimeout", "Refused",
+    "ServerError", "WaitCancelled",
+]

@@ -1,0 +1,167 @@
+"""``python -m helpers``: the exercise and the embedded server from a shell.
+
+Every failure ends as one line on stderr and a non-zero exit code, never a
+traceback (``--debug`` shows it for whoever wants it).
+"""
+
+import argparse
+import logging
+import sys
+
+from helpers import embedded
+from helpers.connection import connect, describe
+from helpers.errors import LabError
+from helpers.hexdump import hexdump
+from helpers.orders import (DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
+                            DEFAULT_MODE, DEFAULT_NAME, order_key,
+                            wait_for_order)
+from helpers.secrets import fetch_key, save_key
+from helpers.tables import order_table
+
+LOG = logging.getLogger("helpers")
+
+
+def _say(text=""):
+    print(text, flush=True)
+
+
+def _print_status(server):
+    state = "running" if server.running else "not running"
+    _say(f"Embedded Barbican {server.version}: {state}"
+         + (f" (pid {server.pid})" if server.running else ""))
+    _say(f"  endpoint:     {server.endpoint}")
+    _say(f"  state folder: {server.state_dir}")
+
+
+def _print_environment(server):
+    _say("Point the openstack CLI at it with:")
+    for name, value in server.cli_environment.items():
+        _say(f"  export {name}={value}")
+
+
+def server_start(args):
+    already = embedded.status(args.state_dir).running
+    server = embedded.start(args.state_dir, args.port)
+    if already:
+        _say(f"The embedded Barbican already runs at {server.endpoint}.")
+    else:
+        _say(f"Embedded Barbican {server.version} is running at "
+             f"{server.endpoint} (pid {server.pid}).")
+    _say(f"State folder: {server.state_dir}")
+    _print_environment(server)
+
+
+def server_stop(args):
+    if embedded.stop(args.state_dir):
+        _say("Stopped the embedded Barbican; its keys stay in "
+             f"{embedded.status(args.state_dir).state_dir}.")
+    else:
+        _say("The embedded Barbican was not running.")
+
+
+def server_status(args):
+    server = embedded.status(args.state_dir)
+    _print_status(server)
+    if server.running:
+        _print_environment(server)
+    return 0 if server.running else 3
+
+
+def _progress(order, elapsed):
+    print(f"  {elapsed:5.1f} s  {order.status}", file=sys.stderr, flush=True)
+
+
+def check(args):
+    conn = connect(state_dir=args.state_dir)
+    _say(f"Barbican: {describe(conn)}")
+    order = order_key(conn, name=args.name, algorithm=args.algorithm,
+                      bit_length=args.bit_length, mode=args.mode)
+    _say(f"Order href: {order.order_ref}")
+    order = wait_for_order(conn, order, timeout=args.timeout,
+                           progress=_progress)
+    _say(order_table(order).to_string(index=False))
+    _say(f"Secret href: {order.secret_ref}")
+    key = fetch_key(conn, order)
+    if args.file:
+        _say(f"Saved {len(key)} bytes to {save_key(key, args.file)} "
+             f"(mode 0600).")
+    _say(f"Key: {len(key)} bytes ({len(key) * 8} bits)")
+    sys.stdout.write(hexdump(key))
+    return 0
+
+
+def hexdump_file(args):
+    try:
+        with open(args.file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise LabError(f"Cannot read {args.file}: {exc.strerror}.",
+                       "Check the file name; the exercise saves the key as "
+                       "ordered_key.") from exc
+    sys.stdout.write(hexdump(data))
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers",
+        description="Order an AES key from Barbican and look at it.")
+    parser.add_argument("--debug", action="store_true",
+                        help="log details and show tracebacks")
+    parser.add_argument(
+        "--state-dir", default=None,
+        help=f"embedded server's state folder (default: "
+             f"${embedded.STATE_ENV} or ~/.local/share/barbican-lab)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    server = commands.add_parser("server", help="run the embedded Barbican")
+    actions = server.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="start it in the background")
+    start.add_argument("--port", type=int, default=None,
+                       help=f"port on 127.0.0.1 (default "
+                            f"{embedded.DEFAULT_PORT})")
+    start.set_defaults(run=server_start)
+    actions.add_parser("stop", help="stop it; data stays").set_defaults(
+        run=server_stop)
+    actions.add_parser("status", help="is it running, and where").set_defaults(
+        run=server_status)
+
+    exercise = commands.add_parser(
+        "check", help="run the whole exercise: order, wait, fetch, hexdump")
+    exercise.add_argument("--name", default=DEFAULT_NAME)
+    exercise.add_argument("--algorithm", default=DEFAULT_ALGORITHM)
+    exercise.add_argument("--bit-length", default=DEFAULT_BIT_LENGTH)
+    exercise.add_argument("--mode", default=DEFAULT_MODE)
+    exercise.add_argument("--timeout", type=float, default=60.0,
+                          help="seconds to wait for ACTIVE (default 60)")
+    exercise.add_argument("--file", default=None,
+                          help="also save the key to this file (mode 0600)")
+    exercise.set_defaults(run=check)
+
+    dump = commands.add_parser("hexdump", help="what hexdump -C FILE prints")
+    dump.add_argument("file")
+    dump.set_defaults(run=hexdump_file)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args) or 0
+    except LabError as exc:
+        if args.debug:
+            LOG.exception("failed")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one line promised above, for the unforeseen
+        if args.debug:
+            LOG.exception("failed")
+        print(f"error: unexpected {type(exc).__name__}: {exc} "
+              f"(run with --debug for details)", file=sys.stderr)
+        return 2

@@ -1,0 +1,93 @@
+"""Where to connect: the lab's cloud when one is configured, else our own.
+
+A configured cloud is ``OS_CLOUD`` (an entry of ``clouds.yaml``) or an
+openrc's ``OS_AUTH_URL`` and friends.  Without one, the embedded Barbican
+is used, and started when it is not running.
+"""
+
+import logging
+import os
+
+import openstack
+
+from helpers import embedded
+from helpers.errors import ConnectError, LabError
+from helpers.explain import explained
+
+LOG = logging.getLogger(__name__)
+
+
+def cloud_configured():
+    """True when the environment names a cloud (clouds.yaml or openrc)."""
+    return bool(os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+
+
+def _embedded_connection(endpoint):
+    # Nothing from clouds.yaml or OS_* may leak into the embedded connection.
+    return openstack.connect(
+        load_yaml_config=False, load_envvars=False,
+        auth_type="none", auth={"endpoint": endpoint},
+        key_manager_endpoint_override=f"{endpoint}/v1",
+        app_name="barbican-lab")
+
+
+def _cloud_connection(cloud):
+    with explained("read the cloud configuration", "the cloud"):
+        conn = openstack.connect(cloud=cloud, app_name="barbican-lab")
+    if not conn.config.config.get("verify", True):
+        # Never silent: an unverified connection is said out loud each time.
+        LOG.warning("TLS verification is OFF for cloud %r: anyone on the "
+                    "network path could read your keys.", conn.config.name)
+    return conn
+
+
+def _probe(conn, where):
+    """Make one cheap authenticated call so problems surface now."""
+    with explained("reach Barbican", where):
+        endpoint = conn.key_manager.get_endpoint()
+        next(iter(conn.key_manager.orders(limit=1)), None)
+    return endpoint
+
+
+def connect(cloud=None, state_dir=None, port=None):
+    """Connect to Barbican: the configured cloud, or the embedded server.
+
+    Introduced in ``notebooks/01-order-an-aes-key.ipynb``.
+
+    :param cloud: a ``clouds.yaml`` entry name; overrides ``OS_CLOUD``.
+    :param state_dir: the embedded server's state folder, if not default.
+    :param port: the embedded server's port, if not 9311.
+    :returns: an openstacksdk connection that has answered once.
+    :raises LabError: nothing usable answers; the message says why.
+    """
+    if cloud or cloud_configured():
+        conn = _cloud_connection(cloud)
+        where = f"the cloud {describe(conn)}"
+    else:
+        server = embedded.ensure_running(state_dir, port)
+        conn = _embedded_connection(server.endpoint)
+        where = f"the embedded Barbican at {server.endpoint}"
+    _probe(conn, where)
+    LOG.info("connected to %s", describe(conn))
+    return conn
+
+
+def describe(conn):
+    """Say in one line which Barbican ``conn`` talks to."""
+    config = conn.config.config
+    if config.get("auth_type") == "none":
+        endpoint = config.get("auth", {}).get("endpoint", "?")
+        return f"embedded Barbican {embedded.barbican_version()} at {endpoint}"
+    name = conn.config.name
+    auth_url = config.get("auth", {}).get("auth_url", "?")
+    label = ("the cloud in your OS_* variables" if name == "envvars"
+             else f"cloud {name!r}")
+    region = conn.config.get_region_name("key-manager") or "default region"
+    text = f"{label} (Keystone {auth_url}, {region})"
+    if not config.get("verify", True):
+        text += " with TLS verification OFF"
+    return text
+
+
+__all__ = ["connect", "describe", "cloud_configured", "ConnectError",
+           "LabError"]

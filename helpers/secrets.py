@@ -1,0 +1,129 @@
+"""Secrets: the key an ACTIVE order made, its metadata and its bytes.
+
+Introduced in ``notebooks/01-order-an-aes-key.ipynb``.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from openstack.key_manager.v1 import secret as sdk_secret
+
+from helpers.errors import KeyFileExists, LabError, NotReady
+from helpers.explain import explained
+from helpers.hrefs import uuid_of
+from helpers.orders import ACTIVE, PAYLOAD_CONTENT_TYPE, get_order
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_KEY_FILE = "ordered_key"
+
+
+def get_secret(conn, secret):
+    """Read a secret's metadata (name, algorithm, bit length, ...).
+
+    CLI: ``openstack secret get SECRET_HREF``
+
+    :param secret: the secret as href, UUID or SDK object.
+    :returns: an openstacksdk ``Secret``.
+    """
+    uuid = uuid_of(secret, "secret")
+    with explained("read the secret"):
+        return conn.key_manager.get_secret(uuid)
+
+
+def get_payload(conn, secret):
+    """Download a secret's payload as ``application/octet-stream`` bytes.
+
+    CLI: ``openstack secret get --file ordered_key --payload_content_type
+    'application/octet-stream' SECRET_HREF``
+
+    :param secret: the secret as href, UUID or SDK object.
+    :returns: the key as bytes.
+    """
+    uuid = uuid_of(secret, "secret")
+    with explained("download the key"):
+        fetched = sdk_secret.Secret.new(
+            id=uuid, payload_content_type=PAYLOAD_CONTENT_TYPE,
+        ).fetch(conn.key_manager)
+    payload = fetched.payload
+    if isinstance(payload, str):
+        payload = payload.encode()
+    return payload
+
+
+def secret_of(conn, order):
+    """Return the secret href of an ACTIVE order.
+
+    :raises NotReady: the order is not ACTIVE yet, so it has no secret.
+    """
+    current = get_order(conn, order)
+    if current.status != ACTIVE or not current.secret_ref:
+        raise NotReady(
+            f"Order {current.order_ref} is {current.status}: it has no key "
+            f"to fetch yet.",
+            "Wait until the order is ACTIVE, then fetch the key.")
+    return current.secret_ref
+
+
+def fetch_key(conn, order):
+    """Download the key an ACTIVE order made, as bytes.
+
+    :param order: the order as href, UUID or SDK object.
+    :returns: the key bytes (32 of them for AES-256).
+    :raises NotReady: the order is not ACTIVE.
+    """
+    return get_payload(conn, secret_of(conn, order))
+
+
+def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
+    """Save key bytes to a file only its owner can read (mode 0600).
+
+    The file appears whole or not at all: the bytes go to a private
+    temporary file first, which then replaces ``path``.  Saving the same
+    bytes again is harmless.
+
+    :param data: the key bytes.
+    :param path: where to save them; ``ordered_key`` as in the exercise.
+    :param overwrite: replace a file that holds different bytes.
+    :returns: the file's path.
+    :raises KeyFileExists: ``path`` holds something else and ``overwrite``
+        is false.
+    """
+    path = Path(path)
+    data = bytes(data)
+    if path.exists() and not overwrite:
+        if path.is_file() and path.read_bytes() == data:
+            os.chmod(path, 0o600)
+            return path
+        raise KeyFileExists(
+            f"{path} already exists and holds something else "
+            f"({path.stat().st_size} bytes); it was left as it is.",
+            "Choose another file name, or pass overwrite=True if you no "
+            "longer need the old one.")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LabError(f"Could not save the key to {path}: {exc.strerror}.",
+                       "Check that the folder exists and you may write "
+                       "there.") from exc
+    LOG.info("saved %d key bytes to %s", len(data), path)
+    return path
+
+
+def delete_secret(conn, secret):
+    """Delete a secret and its key from Barbican.
+
+    CLI: ``openstack secret delete SECRET_HREF``
+    """
+    uuid = uuid_of(secret, "secret")
+    with explained("delete the secret"):
+        conn.key_manager.delete_secret(uuid, ignore_missing=False)
