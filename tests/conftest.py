@@ -1,0 +1,64 @@
+"""Shared fixtures: a real embedded Barbican on a free port, per session.
+
+The server runs from a temporary state folder, so tests never touch a
+learner's own keys, and it is stopped by its own pid at the end.
+"""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+import helpers
+from helpers import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """The test session's embedded Barbican: a :class:`ServerStatus`."""
+    state_dir = tmp_path_factory.mktemp("barbican-state")
+    status = embedded.start(state_dir, free_port())
+    yield status
+    embedded.stop(state_dir)
+
+
+@pytest.fixture(scope="session")
+def conn(server):
+    """An openstacksdk connection to the session's server, via connect()."""
+    return helpers.connect(state_dir=server.state_dir)
+
+
+@pytest.fixture
+def cleanup(conn):
+    """Register orders and secrets to delete when the test ends."""
+    created = []
+    yield created
+    for thing in reversed(created):
+        try:
+            if "/orders/" in str(thing):
+                helpers.delete_order(conn, thing)
+            else:
+                helpers.delete_secret(conn, thing)
+        except helpers.NotFound:
+            pass
+
+
+@pytest.fixture
+def cli_env(server):
+    """Environment for child processes: this server, no cloud settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env[embedded.STATE_ENV] = str(server.state_dir)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    return env
