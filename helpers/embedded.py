@@ -190,6 +190,9 @@ def _healthy(endpoint, timeout=2.0):
 
 def _port_is_free(port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the server will: a port left in TIME_WAIT by a server just
+        # stopped is free, a port something listens on is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError as exc:
@@ -275,7 +278,7 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT):
             cwd=state_dir, env=env, stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, umask=0o077)
-    paths["pid"].write_text(f"{process.pid}\n")
+    _write_private(paths["pid"], f"{process.pid}\n")
     LOG.info("started embedded Barbican, pid %s, log %s",
              process.pid, paths["log"])
 

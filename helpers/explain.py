@@ -20,7 +20,8 @@ LOG = logging.getLogger(__name__)
 MAX_REASON = 200
 
 
-_LONG_QUOTED = re.compile(r"'([^']{41,})'")
+# jsonschema's messages read "'<value>' is too long", "'<value>' is not ...".
+_LONG_QUOTED = re.compile(r"'([^']{41,})'(?= is )")
 
 
 def shorten(text, limit=MAX_REASON):

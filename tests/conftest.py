@@ -62,3 +62,18 @@ def cli_env(server):
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     return env
+
+
+def require(found, what, how):
+    """Skip when a prerequisite is missing, except in CI, where it fails.
+
+    :param found: whether the prerequisite is there.
+    :param what: what is missing, for the message.
+    :param how: how to install it.
+    """
+    if found:
+        return
+    message = f"{what} is missing; install it with: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

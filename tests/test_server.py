@@ -1,0 +1,159 @@
+"""The embedded server's life: start, status, stop, restart, failures.
+
+Each test here runs its own server in its own state folder, so the
+session's server is never disturbed.
+"""
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+from helpers import embedded
+from helpers.errors import ServerError
+
+from conftest import ROOT, free_port
+
+
+def run_cli(*args, state_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", "--state-dir", str(state_dir),
+         *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    state_dir = tmp_path / "state"
+    port = free_port()
+    yield state_dir, port
+    embedded.stop(state_dir)
+
+
+def test_start_status_stop_and_restart_keeps_keys(own_server):
+    state_dir, port = own_server
+    started = run_cli("server", "start", "--port", str(port),
+                      state_dir=state_dir)
+    assert started.returncode == 0, started.stderr
+    endpoint = f"http://127.0.0.1:{port}"
+    assert f"running at {endpoint}" in started.stdout
+    assert "export OS_AUTH_TYPE=none" in started.stdout
+    assert f"export OS_ENDPOINT={endpoint}/v1" in started.stdout
+
+    again = run_cli("server", "start", "--port", str(port),
+                    state_dir=state_dir)
+    assert again.returncode == 0
+    assert "already runs" in again.stdout
+
+    status = run_cli("server", "status", state_dir=state_dir)
+    assert status.returncode == 0
+    assert "running" in status.stdout and endpoint in status.stdout
+    assert str(state_dir) in status.stdout
+    assert embedded.barbican_version() in status.stdout
+
+    conn = helpers.connect(state_dir=state_dir)
+    order = helpers.wait_for_order(conn, helpers.order_key(conn))
+    assert order.order_ref.startswith(f"{endpoint}/v1/orders/")
+    assert order.secret_ref.startswith(f"{endpoint}/v1/secrets/")
+    key = helpers.fetch_key(conn, order)
+
+    stopped = run_cli("server", "stop", state_dir=state_dir)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    assert run_cli("server", "status", state_dir=state_dir).returncode == 3
+    assert run_cli("server", "stop", state_dir=state_dir).stdout.startswith(
+        "The embedded Barbican was not running")
+
+    embedded.start(state_dir, port)
+    conn = helpers.connect(state_dir=state_dir)
+    assert helpers.fetch_key(conn, order.order_ref) == key
+
+
+def test_state_folder_is_private(server):
+    state_dir = server.state_dir
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(state_dir) == 0o700
+    for name in ("kek", "barbican.sqlite", "barbican.conf", "barbican.log"):
+        assert mode(state_dir / name) == 0o600, name
+    for path in state_dir.iterdir():
+        assert mode(path) & 0o077 == 0, path
+
+
+def test_port_held_by_another_program(own_server):
+    state_dir, port = own_server
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        result = run_cli("server", "start", "--port", str(port),
+                         state_dir=state_dir)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in lines[0]
+    assert "--port" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_stale_pid_file_is_replaced(own_server):
+    state_dir, port = own_server
+    state_dir.mkdir(mode=0o700)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (state_dir / "server.pid").write_text(f"{dead.pid}\n")
+    assert not embedded.status(state_dir).running
+    server = embedded.start(state_dir, port)
+    assert server.running and server.pid != dead.pid
+
+
+def test_pid_of_another_program_is_not_mistaken_for_the_server(own_server):
+    state_dir, port = own_server
+    state_dir.mkdir(mode=0o700)
+    (state_dir / "server.pid").write_text(f"{os.getpid()}\n")
+    assert not embedded.status(state_dir).running
+    assert embedded.stop(state_dir) is False  # and this process lives on
+    assert not (state_dir / "server.pid").exists()
+
+
+def test_server_that_dies_on_start_says_so_with_the_log(own_server):
+    state_dir, port = own_server
+    state_dir.mkdir(mode=0o700)
+    # A folder where the database file should be: sqlite cannot open it.
+    (state_dir / "barbican.sqlite").mkdir()
+    result = run_cli("server", "start", "--port", str(port),
+                     state_dir=state_dir)
+    assert result.returncode == 1
+    assert "stopped while starting" in result.stderr
+    assert str(state_dir / "barbican.log") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (state_dir / "server.pid").exists()
+
+
+def test_moving_a_running_server_to_another_port_is_refused(server):
+    with pytest.raises(ServerError, match="already runs at"):
+        embedded.start(server.state_dir, free_port())
+
+
+def test_state_folder_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(embedded.STATE_ENV, str(tmp_path / "from-env"))
+    assert embedded.status().state_dir == (tmp_path / "from-env").resolve()
+    monkeypatch.delenv(embedded.STATE_ENV)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert embedded.status().state_dir == (
+        tmp_path / "data" / "barbican-lab").resolve()
+
+
+def test_server_stopped_under_a_connection(own_server):
+    state_dir, port = own_server
+    embedded.start(state_dir, port)
+    conn = helpers.connect(state_dir=state_dir)
+    embedded.stop(state_dir)
+    with pytest.raises(helpers.ConnectError) as caught:
+        helpers.order_key(conn)
+    assert str(caught.value) == (
+        "Could not order a key: nothing answers at Barbican. Check that the "
+        "server runs and the URL is right (embedded: python -m helpers "
+        "server start).")
