@@ -4,6 +4,8 @@ The notebooks, the command line (``python -m helpers``) and the tests all
 call these functions; the notebook's buttons are a thin layer over them.
 """
 
+from helpers.checks import check_work, checks_table
+from helpers.cleanup import clean_up
 from helpers.connection import connect, describe
 from helpers.errors import (AuthError, ConnectError, InvalidInput,
                             KeyFileExists, LabError, NotFound, NotReady,
@@ -15,13 +17,26 @@ from helpers.orders import (KEY_ALGORITHMS, KEY_BIT_LENGTHS, KEY_MODES,
                             wait_for_order)
 from helpers.secrets import (delete_secret, fetch_key, get_payload,
                              get_secret, save_key, secret_of)
+from helpers.notebook import setup_notebook, show_progress
 from helpers.tables import hexdump_table, order_table, secret_table
+
+
+def __getattr__(name):
+    # The panel imports ipywidgets; load it only when a notebook asks.
+    if name == "ExercisePanel":
+        from helpers.panel import ExercisePanel
+        return ExercisePanel
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+setup_notebook()
 
 __all__ = [
     "connect", "describe", "order_key", "get_order", "wait_for_order",
     "delete_order", "fetch_key", "get_payload", "get_secret", "secret_of",
     "save_key", "delete_secret", "hexdump", "order_table", "secret_table",
-    "hexdump_table", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS", "KEY_MODES",
+    "hexdump_table", "check_work", "checks_table", "clean_up",
+    "show_progress", "ExercisePanel", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS", "KEY_MODES",
     "LabError", "AuthError", "ConnectError", "InvalidInput", "KeyFileExists",
     "NotFound", "NotReady", "OrderFailed", "OrderTimeout", "Refused",
     "ServerError", "WaitCancelled",

@@ -12,6 +12,7 @@ import time
 from openstack import resource
 from openstack.key_manager.v1 import order as sdk_order
 
+from helpers.cleanup import CREATED
 from helpers.errors import (InvalidInput, OrderFailed, OrderTimeout,
                             WaitCancelled)
 from helpers.explain import explained, shorten
@@ -93,6 +94,7 @@ def order_key(conn, name=DEFAULT_NAME, algorithm=DEFAULT_ALGORITHM,
             "Check the name (at most 255 characters), the algorithm and the "
             "bit length (AES: 128, 192 or 256), then order again.")):
         created = conn.key_manager.create_order(type="key", meta=meta)
+    CREATED.add_order(created.order_ref)
     LOG.info("ordered a %s-bit %s key: %s", bits, algorithm, created.order_ref)
     return get_order(conn, created.order_ref)
 

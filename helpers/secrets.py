@@ -9,6 +9,7 @@ from pathlib import Path
 
 from openstack.key_manager.v1 import secret as sdk_secret
 
+from helpers.cleanup import CREATED
 from helpers.errors import KeyFileExists, LabError, NotReady
 from helpers.explain import explained
 from helpers.hrefs import uuid_of
@@ -115,6 +116,7 @@ def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
         raise LabError(f"Could not save the key to {path}: {exc.strerror}.",
                        "Check that the folder exists and you may write "
                        "there.") from exc
+    CREATED.add_file(path)
     LOG.info("saved %d key bytes to %s", len(data), path)
     return path
 
