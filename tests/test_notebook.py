@@ -269,3 +269,20 @@ def test_stop_waiting_and_a_stopped_server(tmp_path, conn):
     finally:
         k.shutdown()
         embedded.stop(own.state_dir)
+
+
+def test_lab_errors_in_cells_read_as_advice_not_tracebacks(kernel):
+    outputs = []
+    reply = kernel.client.execute_interactive(
+        "import helpers\n"
+        "helpers.order_key(helpers.connect(), bit_length='abc')",
+        output_hook=lambda m: outputs.append(m), timeout=120)
+    assert reply["content"]["status"] == "error"  # Run All stops here
+    kinds = [m["msg_type"] for m in outputs]
+    assert "error" not in kinds  # no traceback is sent at all
+    shown = [m["content"]["data"]["text/html"] for m in outputs
+             if m["msg_type"] == "display_data"]
+    assert shown == [
+        '<div class="lab-error" style="color:#c53030"><b>Error:</b> Bit '
+        "length &#x27;abc&#x27; is not a whole number.<br><b>What to do:"
+        "</b> For AES use 128, 192 or 256.</div>"]
