@@ -22,9 +22,8 @@ from helpers.orders import (ACTIVE, DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
                             DEFAULT_MODE, DEFAULT_NAME, ERROR, KEY_ALGORITHMS,
                             KEY_BIT_LENGTHS, KEY_MODES, get_order,
                             order_failure, order_key, wait_for_order)
-from helpers.secrets import DEFAULT_KEY_FILE, fetch_key, save_key
+from helpers.secrets import DEFAULT_KEY_FILE, fetch_key, get_secret, save_key
 from helpers.tables import hexdump_table, order_table, secret_table
-from helpers.secrets import get_secret
 
 LOG = logging.getLogger(__name__)
 

@@ -76,8 +76,8 @@ def test_check_failure_is_one_line_and_nonzero(server, cli_env, tmp_path):
             [sys.executable, "-m", "helpers", "check", *args], env=cli_env,
             cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert result.returncode == 1
-        errors = [l for l in result.stderr.splitlines()
-                  if l.startswith("error:")]
+        errors = [line for line in result.stderr.splitlines()
+                  if line.startswith("error:")]
         assert len(errors) == 1 and words in errors[0]
         assert "Traceback" not in result.stderr
 
