@@ -11,99 +11,292 @@ Only the standard library is used here: nothing is installed yet.
 """
 
 import argparse
+import errno
 import hashlib
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 NOTEBOOK = "notebooks/01-order-an-aes-key.ipynb"
+MIN_PYTHON = (3, 11)
 REQUIREMENTS = {"lab": ["requirements.txt"],
                 "test": ["requirements.txt", "requirements-test.txt"]}
+# An environment installed for the tests has everything the lab needs too.
+ALSO_SATISFIES = {"lab": [], "test": ["lab"]}
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 20.0
 
 
 def say(text):
     print(f"[lab] {text}", flush=True)
 
 
+def fail(text):
+    """Leave with one line that says what went wrong and what to do."""
+    sys.exit(f"[lab] {text}")
+
+
 def venv_python():
     return VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
 
 
+def require_python(version=None, executable=None):
+    """Stop with advice unless this Python can make the lab's venv.
+
+    :param version: the version to judge; this interpreter's by default.
+    :param executable: its path, for the message.
+    """
+    version = tuple(version or sys.version_info)[:3]
+    if version[:2] >= MIN_PYTHON:
+        return
+    need = ".".join(map(str, MIN_PYTHON))
+    have = ".".join(map(str, version))
+    fail(f"Python {need} or newer is needed, and "
+         f"{executable or sys.executable} is Python {have}. Install "
+         f"Python {need} (Debian or Ubuntu: sudo apt install "
+         f"python{need} python{need}-venv), then run: python{need} lab.py")
+
+
+def venv_version():
+    """The (major, minor) version of .venv's Python; None if it won't run."""
+    python = venv_python()
+    if not python.exists():
+        return None
+    try:
+        result = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        return tuple(int(n) for n in result.stdout.split())
+    except ValueError:
+        return None
+
+
+def environment_digest(kind):
+    """What an install of ``kind`` depends on: the pins and this folder.
+
+    The folder is part of it because ``-e .`` records where the package
+    lives: a moved checkout needs a fresh install.
+    """
+    files = REQUIREMENTS[kind] + ["pyproject.toml"]
+    content = str(ROOT).encode() + b"".join(
+        (ROOT / f).read_bytes() for f in files)
+    return hashlib.sha256(content).hexdigest()
+
+
+def _stamp(kind):
+    return VENV / f".installed-{kind}"
+
+
+def create_venv():
+    """Make .venv with this Python, replacing a broken one."""
+    require_python()
+    version = ".".join(map(str, sys.version_info[:2]))
+    say(f"creating a virtual environment in {VENV} (Python {version})")
+    try:
+        venv.EnvBuilder(with_pip=True, clear=VENV.exists()).create(VENV)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        fail(f"could not make a virtual environment with {sys.executable} "
+             f"({exc}). On Debian or Ubuntu the venv module is a separate "
+             f"package: sudo apt install python{version}-venv; then run "
+             f"this again.")
+
+
 def ensure_environment(kind):
     """Create .venv and install what ``kind`` needs, unless already done."""
-    files = REQUIREMENTS[kind] + ["pyproject.toml"]
-    digest = hashlib.sha256(
-        b"".join((ROOT / f).read_bytes() for f in files)).hexdigest()
-    stamp = VENV / f".installed-{kind}"
-    if stamp.exists() and stamp.read_text() == digest \
-            and venv_python().exists():
+    digest = environment_digest(kind)
+    version = venv_version()
+    usable = version is not None and version >= MIN_PYTHON
+    if usable and _stamp(kind).exists() \
+            and _stamp(kind).read_text() == digest:
         return
-    if sys.version_info < (3, 11):
-        sys.exit(f"[lab] Python 3.11 or newer is needed; this is "
-                 f"{sys.version.split()[0]}. Run it with python3.11.")
-    if not venv_python().exists():
-        say(f"creating a virtual environment in {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    say("installing the pinned requirements (the first time takes a few "
-        "minutes)")
+    if not usable:
+        if VENV.exists():
+            say(".venv does not work (its Python is missing, broken or "
+                "older than 3.11): making it again")
+        create_venv()
+    say("installing the pinned requirements into .venv (the first time "
+        "takes a few minutes; pip speaks only if something goes wrong)")
     command = [str(venv_python()), "-m", "pip", "install", "-q",
                "--disable-pip-version-check"]
     for f in REQUIREMENTS[kind]:
         command += ["-r", str(ROOT / f)]
     command += ["-e", str(ROOT)]
-    if subprocess.call(command) != 0:
-        sys.exit("[lab] pip could not install the requirements; its "
-                 "messages above say why. Fix that and run this again.")
-    stamp.write_text(digest)
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        fail("installation interrupted; run the same command again to "
+             "finish it.")
+    if code != 0:
+        fail("pip could not install the requirements; its messages above "
+             "say why. Fix that and run this again.")
+    for done in [kind] + ALSO_SATISFIES[kind]:
+        _stamp(done).write_text(environment_digest(done))
 
 
-def helpers_command(*args, state_dir=None):
+def helpers_command(*args, state_dir=None, quiet=False, shielded=False):
+    """Run ``python -m helpers ARGS`` in .venv and return its exit code.
+
+    :param quiet: hide its output.
+    :param shielded: run it in a session of its own, out of reach of a
+        Ctrl-C meant for lab.py (for the clean-up on the way out).
+    """
     command = [str(venv_python()), "-m", "helpers"]
     if state_dir:
         command += ["--state-dir", state_dir]
-    return subprocess.call(command + list(args), cwd=ROOT)
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.call(command + list(args), cwd=ROOT, stdout=output,
+                           stderr=output, start_new_session=shielded)
 
 
-def open_lab(args):
-    ensure_environment("lab")
-    start = ["server", "start"] + (["--port", str(args.port)]
-                                   if args.port else [])
-    if helpers_command(*start, state_dir=args.state_dir) != 0:
-        sys.exit("[lab] the embedded Barbican did not start; the line above "
-                 "says why.")
+def port_in_use(port):
+    """True when something listens on ``port`` of 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As JupyterLab will bind: a port in TIME_WAIT counts as free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            fail(f"cannot use port {port} on 127.0.0.1 ({exc.strerror}); "
+                 f"choose another with --lab-port, above 1024.")
+    return False
+
+
+def check_lab_port(port):
+    """Stop with advice when JupyterLab's port is taken."""
+    if not port_in_use(port):
+        return
+    spare = next((p for p in range(port + 1, min(port + 100, 65536))
+                  if not port_in_use(p)), None)
+    fail(f"port {port} on 127.0.0.1 is already in use (another JupyterLab, "
+         f"or this lab still open in another terminal?). Stop that "
+         f"program, or choose another port: python3 lab.py --lab-port "
+         f"{spare or 'N'}")
+
+
+def browser_available():
+    """Whether JupyterLab can open a browser here (not over plain SSH)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def wait_until_ready(process, port, timeout=READY_TIMEOUT):
+    """Wait until JupyterLab answers on ``port``; False if it never does."""
+    # Straight to 127.0.0.1, whatever http_proxy says.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/api",
+                             timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stop_jupyterlab(process):
+    """Stop JupyterLab, which shuts its kernels and terminals down first."""
+    say("stopping JupyterLab and its kernels")
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        say(f"JupyterLab did not stop within {STOP_TIMEOUT:.0f} s; "
+            f"killing it")
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (AttributeError, ProcessLookupError):
+            process.kill()
+        process.wait()
+
+
+def run_jupyterlab(args, state_dir):
+    """Run JupyterLab on the exercise until it ends or Ctrl-C stops it."""
     env = dict(os.environ)
-    if args.state_dir:
-        env["BARBICAN_LAB_STATE"] = str(Path(args.state_dir).resolve())
+    if state_dir:
+        env["BARBICAN_LAB_STATE"] = state_dir
+    # The token travels in the environment, out of sight of ps.
+    token = env.setdefault("JUPYTER_TOKEN", secrets.token_urlsafe(24))
+    url = (f"http://127.0.0.1:{args.lab_port}/lab/tree/{NOTEBOOK}"
+           f"?token={token}")
+    # Given a notebook, JupyterLab serves the notebook's folder unless told
+    # otherwise; the whole lab (README, terminal in the top folder) is
+    # more useful, and the address above assumes it.
     lab = [str(venv_python()), "-m", "jupyter", "lab", NOTEBOOK,
-           "--ip=127.0.0.1", f"--ServerApp.port={args.lab_port}"]
-    if args.no_browser:
+           f"--ServerApp.root_dir={ROOT}", "--ip=127.0.0.1",
+           f"--ServerApp.port={args.lab_port}", "--ServerApp.port_retries=0"]
+    if args.no_browser or not browser_available():
         lab.append("--no-browser")
-    say("starting JupyterLab; open the URL it prints if no browser opens. "
-        "Ctrl-C stops everything.")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Containers often run as root; JupyterLab refuses that by default.
+        lab.append("--allow-root")
+    say("starting JupyterLab")
     # JupyterLab gets its own session and no terminal input, so one Ctrl-C
     # here stops it at once instead of asking "Shutdown this server?".
     process = subprocess.Popen(lab, cwd=ROOT, env=env,
                                stdin=subprocess.DEVNULL,
                                start_new_session=True)
     try:
+        if wait_until_ready(process, args.lab_port):
+            say(f"JupyterLab is ready. If no browser opened, open this "
+                f"address in one:\n\n    {url}\n")
+            say("Ctrl-C here stops JupyterLab and the embedded Barbican; "
+                "your keys stay.")
         code = process.wait()
     except KeyboardInterrupt:
-        say("stopping JupyterLab")
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
+        ignore_interruptions()
+        stop_jupyterlab(process)
+        return 0
+    if code != 0:
+        say(f"JupyterLab stopped with exit code {code}; its messages above "
+            f"say why.")
+    return code
+
+
+def open_lab(args):
+    ensure_environment("lab")
+    state_dir = (str(Path(args.state_dir).expanduser().resolve())
+                 if args.state_dir else None)
+    check_lab_port(args.lab_port)
+    # A server started earlier (from a terminal, say) is left running.
+    already = helpers_command("server", "status", state_dir=state_dir,
+                              quiet=True) == 0
+    try:
+        start = ["server", "start"] + (["--port", str(args.port)]
+                                       if args.port else [])
+        if helpers_command(*start, state_dir=state_dir) != 0:
+            fail("the embedded Barbican did not start; the error above "
+                 "says why. To give it another port: python3 lab.py "
+                 "--port N")
+        return run_jupyterlab(args, state_dir)
     finally:
-        say("stopping the embedded Barbican (your keys stay)")
-        helpers_command("server", "stop", state_dir=args.state_dir)
-    return 0 if code in (0, -signal.SIGTERM) else code
+        ignore_interruptions()
+        if already:
+            say("the embedded Barbican was running before; it keeps "
+                "running (python -m helpers server stop stops it)")
+        else:
+            say("stopping the embedded Barbican (your keys stay)")
+            helpers_command("server", "stop", state_dir=state_dir,
+                            shielded=True)
 
 
 def run_tests(args):
@@ -111,6 +304,20 @@ def run_tests(args):
     return subprocess.call(
         [str(venv_python()), "-m", "pytest", "-ra"] + args.pytest_args,
         cwd=ROOT)
+
+
+STOP_SIGNALS = [getattr(signal, name) for name in
+                ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def ignore_interruptions():
+    """Let the clean-up finish: a second Ctrl-C must not cut it short."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def main():
@@ -129,9 +336,21 @@ def main():
     test.add_argument("pytest_args", nargs=argparse.REMAINDER,
                       help="passed on to pytest")
     args = parser.parse_args()
-    if args.command == "test":
-        return run_tests(args)
-    return open_lab(args)
+    for name in ("port", "lab_port"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < 65536:
+            parser.error(f"--{name.replace('_', '-')} {value} is not a TCP "
+                         f"port; choose one from 1024 to 65535")
+    # Closing the terminal or a kill stops everything, as Ctrl-C does.
+    for number in STOP_SIGNALS:
+        signal.signal(number, _interrupted)
+    try:
+        if args.command == "test":
+            return run_tests(args)
+        return open_lab(args)
+    except KeyboardInterrupt:
+        say("interrupted; run the same command again to start over.")
+        return 130
 
 
 if __name__ == "__main__":
