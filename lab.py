@@ -2,6 +2,7 @@
 """Open the barbican-lab, or run its tests, on a machine with only Python.
 
     python3 lab.py            # embedded Barbican + JupyterLab on the exercise
+    python3 lab.py --async    # the same, Barbican with a queue and a worker
     python3 lab.py test       # the test suite
 
 The first run makes a virtual environment in .venv and installs the pinned
@@ -283,6 +284,10 @@ def open_lab(args):
     try:
         start = ["server", "start"] + (["--port", str(args.port)]
                                        if args.port else [])
+        if args.asynchronous:
+            start.append("--async")
+            # Kernels that restart the server keep this mode too.
+            os.environ["BARBICAN_LAB_MODE"] = "async"
         if helpers_command(*start, state_dir=state_dir) != 0:
             fail("the embedded Barbican did not start; the error above "
                  "says why. To give it another port: python3 lab.py "
@@ -331,6 +336,10 @@ def main():
                         help="embedded Barbican's state folder")
     parser.add_argument("--no-browser", action="store_true",
                         help="only print JupyterLab's URL")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="run the embedded Barbican as production does: "
+                             "API, message broker (RabbitMQ) and a worker; "
+                             "orders start PENDING")
     commands = parser.add_subparsers(dest="command")
     test = commands.add_parser("test", help="run the test suite")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER,

@@ -7,6 +7,7 @@ call these functions; the notebook's buttons are a thin layer over them.
 from helpers.checks import check_work, checks_table
 from helpers.cleanup import clean_up
 from helpers.connection import connect, describe
+from helpers.embedded import pause_worker, resume_worker
 from helpers.errors import (AuthError, ConnectError, InvalidInput,
                             KeyFileExists, LabError, NotFound, NotReady,
                             OrderFailed, OrderTimeout, Refused, ServerError,
@@ -26,6 +27,9 @@ def __getattr__(name):
     if name == "ExercisePanel":
         from helpers.panel import ExercisePanel
         return ExercisePanel
+    if name == "worker_controls":
+        from helpers.worker_controls import worker_controls
+        return worker_controls
     raise AttributeError(f"module 'helpers' has no attribute {name!r}")
 
 
@@ -36,7 +40,8 @@ __all__ = [
     "delete_order", "fetch_key", "get_payload", "get_secret", "secret_of",
     "save_key", "delete_secret", "hexdump", "order_table", "secret_table",
     "hexdump_table", "check_work", "checks_table", "clean_up",
-    "show_progress", "ExercisePanel", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS",
+    "show_progress", "ExercisePanel", "pause_worker", "resume_worker",
+    "worker_controls", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS",
     "KEY_MODES",
     "LabError", "AuthError", "ConnectError", "InvalidInput", "KeyFileExists",
     "NotFound", "NotReady", "OrderFailed", "OrderTimeout", "Refused",

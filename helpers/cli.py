@@ -28,9 +28,23 @@ def _say(text=""):
 def _print_status(server):
     state = "running" if server.running else "not running"
     _say(f"Embedded Barbican {server.version}: {state}"
-         + (f" (pid {server.pid})" if server.running else ""))
+         + (f" (pid {server.pid})" if server.running else "")
+         + f", {server.mode_name} mode")
     _say(f"  endpoint:     {server.endpoint}")
     _say(f"  state folder: {server.state_dir}")
+    if server.mode == embedded.ASYNC:
+        _print_parts(server)
+
+
+def _print_parts(server):
+    for part in server.parts:
+        pid = f", pid {part.pid}" if part.pid else ""
+        _say(f"  {part.name + ':':13} {part.state}{pid} ({part.detail})")
+    if server.orders_waiting is not None:
+        _say(f"  orders waiting in the queue: {server.orders_waiting}")
+    if server.part("worker").state == "paused":
+        _say("  New orders stay PENDING until: python -m helpers server "
+             "worker resume")
 
 
 def _print_environment(server):
@@ -41,14 +55,32 @@ def _print_environment(server):
 
 def server_start(args):
     already = embedded.status(args.state_dir).running
-    server = embedded.start(args.state_dir, args.port)
+    server = embedded.start(args.state_dir, args.port, mode=args.mode)
     if already:
         _say(f"The embedded Barbican already runs at {server.endpoint}.")
     else:
         _say(f"Embedded Barbican {server.version} is running at "
              f"{server.endpoint} (pid {server.pid}).")
     _say(f"State folder: {server.state_dir}")
+    if server.mode == embedded.ASYNC:
+        _say("Asynchronous mode: a worker fulfils orders from a message "
+             "queue.")
+        _print_parts(server)
     _print_environment(server)
+
+
+def worker_pause(args):
+    embedded.pause_worker(args.state_dir)
+    _say("Paused Barbican's worker: new orders stay PENDING in the queue.")
+    _say("Resume it with: python -m helpers server worker resume")
+
+
+def worker_resume(args):
+    waiting = embedded.status(args.state_dir).orders_waiting
+    embedded.resume_worker(args.state_dir)
+    _say("Barbican's worker runs again"
+         + (f"; it takes the {waiting} order(s) that waited." if waiting
+            else "."))
 
 
 def server_stop(args):
@@ -120,11 +152,30 @@ def build_parser():
     start.add_argument("--port", type=int, default=None,
                        help=f"port on 127.0.0.1 (default "
                             f"{embedded.DEFAULT_PORT})")
-    start.set_defaults(run=server_start)
+    modes = start.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--async", dest="mode", action="store_const", const=embedded.ASYNC,
+        help="asynchronous: API, message broker (RabbitMQ) and worker, as "
+             "in production; orders start PENDING")
+    modes.add_argument(
+        "--sync", dest="mode", action="store_const", const=embedded.SYNC,
+        help="synchronous: one process; orders are ACTIVE at once")
+    start.epilog = (f"Without --async or --sync: ${embedded.MODE_ENV} "
+                    f"if set, else {embedded.DEFAULT_MODE}.")
+    start.set_defaults(run=server_start, mode=None)
     actions.add_parser("stop", help="stop it; data stays").set_defaults(
         run=server_stop)
     actions.add_parser("status", help="is it running, and where").set_defaults(
         run=server_status)
+    worker = actions.add_parser(
+        "worker", help="pause or resume Barbican's worker (--async only)")
+    steps = worker.add_subparsers(dest="step", required=True)
+    steps.add_parser(
+        "pause", help="stop the worker: new orders stay PENDING").set_defaults(
+        run=worker_pause)
+    steps.add_parser(
+        "resume", help="start it again: waiting orders go ACTIVE"
+    ).set_defaults(run=worker_resume)
 
     exercise = commands.add_parser(
         "check", help="run the whole exercise: order, wait, fetch, hexdump")

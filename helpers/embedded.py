@@ -4,25 +4,33 @@ Everything the server keeps lives in one state folder (mode 0700): its
 configuration, the Fernet key-encryption key (KEK) that protects every
 stored secret, the sqlite database, the log and the pid file.  The KEK is
 made once, so keys ordered before a restart can still be read after it.
+
+It runs in one of two modes.  Synchronous (``"sync"``): one process, and
+Barbican fulfils each order inside the request that submits it, so an
+order is ACTIVE by the first look.  Asynchronous (``"async"``): the
+production topology on 127.0.0.1, with three parts: the API puts each
+order on a message queue (:mod:`helpers.broker`, RabbitMQ) and Barbican's
+own worker (:mod:`helpers.worker`) fulfils it later; while the worker is
+paused, orders stay PENDING.
 """
 
-import errno
+import base64
 import logging
 import os
 import secrets as _random
-import base64
-import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from helpers import broker, processes, worker
 from helpers.errors import ServerError
+from helpers.processes import Part
 from helpers.wsgi import PASTE_INI
 
 LOG = logging.getLogger(__name__)
@@ -33,6 +41,14 @@ STATE_ENV = "BARBICAN_LAB_STATE"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 
+SYNC, ASYNC = "sync", "async"
+MODES = (SYNC, ASYNC)
+MODE_ENV = "BARBICAN_LAB_MODE"
+# Chosen from measurements on this machine and what mybinder grants; the
+# README's "Asynchronous mode" section has the figures.
+DEFAULT_MODE = SYNC
+MODE_NAMES = {SYNC: "synchronous", ASYNC: "asynchronous"}
+
 CONFIG = """\
 # Written by barbican-lab at every start; edits here are overwritten.
 [DEFAULT]
@@ -40,12 +56,12 @@ host_href = {endpoint}
 db_auto_create = True
 log_file = {state_dir}/barbican.log
 debug = False
-
+{messaging}
 [database]
 connection = sqlite:///{state_dir}/barbican.sqlite
 
 [queue]
-enable = False
+enable = {queue}
 
 [secretstore]
 enabled_secretstore_plugins = store_crypto
@@ -55,6 +71,27 @@ enabled_crypto_plugins = simple_crypto
 
 [simple_crypto_plugin]
 kek = {kek}
+{rabbit}"""
+
+# Asynchronous mode only.
+MESSAGING = """\
+# Orders travel through the lab's own RabbitMQ (the URL holds its password:
+# this file stays mode 0600).
+transport_url = {transport_url}
+# The worker takes one order at a time: it shares one SQLite file with the
+# API (see helpers.adjustments).
+executor_thread_pool_size = 1
+"""
+
+RABBIT = """
+[oslo_messaging_rabbit]
+# The order queue and its messages survive a restart of the broker.
+amqp_durable_queues = True
+# Reconnect within 2 s once the broker is back (the defaults wait up to
+# 30 s between attempts).
+rabbit_retry_interval = 1
+rabbit_retry_backoff = 1
+rabbit_interval_max = 2
 """
 
 
@@ -67,11 +104,22 @@ class ServerStatus:
     state_dir: Path
     version: str
     pid: int | None = None
+    mode: str = SYNC
+    parts: list = field(default_factory=list)
+    orders_waiting: int | None = None
 
     @property
     def cli_environment(self):
         """The two variables that point the ``openstack`` CLI here."""
         return {"OS_AUTH_TYPE": "none", "OS_ENDPOINT": f"{self.endpoint}/v1"}
+
+    def part(self, name):
+        """The :class:`Part` called ``name`` ("API", "broker", "worker")."""
+        return next((p for p in self.parts if p.name == name), None)
+
+    @property
+    def mode_name(self):
+        return MODE_NAMES[self.mode]
 
 
 def barbican_version():
@@ -98,17 +146,23 @@ def _paths(state_dir):
     }
 
 
-def _write_private(path, text):
-    """Write ``text`` to ``path`` readable by its owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+_write_private = processes.write_private
 
 
-def _prepare_state(state_dir, paths, endpoint):
+def default_mode():
+    """The mode a new server starts in: ``$BARBICAN_LAB_MODE`` or sync."""
+    return check_mode(os.environ.get(MODE_ENV) or DEFAULT_MODE)
+
+
+def check_mode(mode):
+    """``mode`` itself when it names a mode, else a :class:`ServerError`."""
+    if mode in MODES:
+        return mode
+    raise ServerError(f"Mode {mode!r} is not a mode of the embedded server.",
+                      f"Use 'sync' or 'async' (in ${MODE_ENV} too).")
+
+
+def _prepare_state(state_dir, paths, endpoint, transport_url=None):
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_dir, 0o700)
     if not paths["kek"].exists():
@@ -119,8 +173,12 @@ def _prepare_state(state_dir, paths, endpoint):
         LOG.info("made a new key-encryption key in %s", paths["kek"])
     os.chmod(paths["kek"], 0o600)
     kek = paths["kek"].read_text().strip()
+    messaging = (MESSAGING.format(transport_url=transport_url)
+                 if transport_url else "")
     _write_private(paths["config"], CONFIG.format(
-        endpoint=endpoint, state_dir=state_dir, kek=kek))
+        endpoint=endpoint, state_dir=state_dir, kek=kek,
+        messaging=messaging, queue=bool(transport_url),
+        rabbit=RABBIT if transport_url else ""))
     _write_private(paths["paste"], PASTE_INI.format(state_dir=state_dir))
     if not paths["database"].exists():
         # sqlite keeps the mode of an existing file: create it private.
@@ -138,33 +196,19 @@ def _configured_endpoint(paths):
     return None
 
 
-def _read_pid(paths):
+def _configured_mode(paths):
     try:
-        return int(paths["pid"].read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _is_alive(pid):
-    try:
-        # Reap our own child if it has ended, or it lingers as a zombie.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
+        text = paths["config"].read_text()
     except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return SYNC
+    return ASYNC if "\ntransport_url = " in text else SYNC
+
+
+def _read_pid(paths):
+    return processes.read_pid(paths["pid"])
+
+
+_is_alive = processes.is_alive
 
 
 def _is_our_server(pid, state_dir):
@@ -188,18 +232,7 @@ def _healthy(endpoint, timeout=2.0):
         return False
 
 
-def _port_is_free(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the server will: a port left in TIME_WAIT by a server just
-        # stopped is free, a port something listens on is not.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
+_port_is_free = processes.port_is_free
 
 
 def _log_tail(paths, lines=5):
@@ -212,31 +245,54 @@ def _log_tail(paths, lines=5):
 def status(state_dir=None):
     """Report whether the embedded Barbican runs, and where.
 
+    In asynchronous mode the status also has each part (API, broker,
+    worker) and the number of orders waiting in the queue.
+
     :param state_dir: the state folder; the default one when ``None``.
-    :returns: a :class:`ServerStatus`.
+    :returns: a :class:`ServerStatus`; ``running`` says whether the API
+        runs.
     """
     state_dir, paths = _paths(state_dir)
     pid = _read_pid(paths)
     running = pid is not None and _is_our_server(pid, state_dir)
     endpoint = (_configured_endpoint(paths)
                 or f"http://{HOST}:{DEFAULT_PORT}")
+    mode = _configured_mode(paths)
+    parts = [Part("API", "running" if running else "stopped",
+                  pid if running else None, endpoint)]
+    waiting = None
+    if mode == ASYNC:
+        parts += [broker.broker_status(state_dir),
+                  worker.worker_status(state_dir)]
+        if parts[1].running:
+            depth = broker.queue_depth(state_dir)
+            waiting = depth[0] if depth else None
     return ServerStatus(running=running, endpoint=endpoint,
                         state_dir=state_dir, version=barbican_version(),
-                        pid=pid if running else None)
+                        pid=pid if running else None, mode=mode,
+                        parts=parts, orders_waiting=waiting)
 
 
-def start(state_dir=None, port=None, timeout=START_TIMEOUT):
+def start(state_dir=None, port=None, timeout=START_TIMEOUT, mode=None):
     """Start the embedded Barbican in the background and wait until it answers.
 
     Starting a server that already runs is fine: its status comes back.
+    In asynchronous mode, parts that have stopped are started again (a
+    worker paused on purpose stays paused).
 
     :param state_dir: the state folder; the default one when ``None``.
     :param port: the port on 127.0.0.1; 9311 when ``None``.
     :param timeout: seconds to wait for the first healthy answer.
+    :param mode: ``"sync"`` or ``"async"``; when ``None``, a running
+        server keeps its mode and a new one starts in
+        :func:`default_mode`.
     :returns: a :class:`ServerStatus` of the running server.
-    :raises ServerError: the port is taken, or the server died or hung on
-        its way up; the message names the log.
+    :raises ServerError: the port is taken, the server already runs in the
+        other mode, RabbitMQ is missing (asynchronous mode), or a part died
+        or hung on its way up; the message names the log.
     """
+    if mode is not None:
+        check_mode(mode)
     state_dir, paths = _paths(state_dir)
     current = status(state_dir)
     if current.running:
@@ -245,8 +301,18 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT):
                 f"The embedded Barbican already runs at {current.endpoint}, "
                 f"not on port {port}.",
                 "Stop it first (python -m helpers server stop) to move it.")
+        if mode is not None and mode != current.mode:
+            raise ServerError(
+                f"The embedded Barbican already runs in "
+                f"{current.mode_name} mode at {current.endpoint}.",
+                f"Stop it first (python -m helpers server stop), then start "
+                f"it with --{mode}.")
         LOG.info("embedded Barbican already runs at %s", current.endpoint)
+        if current.mode == ASYNC:
+            _start_missing_parts(state_dir, timeout)
+            return status(state_dir)
         return current
+    mode = mode or default_mode()
     stale = _read_pid(paths)
     if stale is not None:
         LOG.warning("removing a stale pid file (process %s is not this "
@@ -263,8 +329,16 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT):
             f"Stop that program, or choose another port: "
             f"python -m helpers server start --port {port + 1}")
     endpoint = f"http://{HOST}:{port}"
-    _prepare_state(state_dir, paths, endpoint)
+    if mode == ASYNC:
+        _start_async(state_dir, paths, port, endpoint, timeout)
+    else:
+        _prepare_state(state_dir, paths, endpoint)
+        _start_api(state_dir, paths, port, endpoint, timeout)
+    return status(state_dir)
 
+
+def _start_api(state_dir, paths, port, endpoint, timeout):
+    """Start the API process and wait for its first healthy answer."""
     env = dict(os.environ, HOME=str(state_dir))
     # The server imports this package: find it even when it is not installed.
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -305,54 +379,182 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT):
                 f"{timeout:.0f} s and was stopped.",
                 f"Its log may say why: {paths['log']}")
         time.sleep(0.1)
-    return status(state_dir)
 
 
-def _terminate(pid):
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
+def _start_async(state_dir, paths, port, endpoint, timeout):
+    """Start the broker, the API and the worker, overlapping their waits.
+
+    The API needs nothing from the broker until the first order, and the
+    worker connects to the broker on its own once it answers, so the broker
+    boots while the other two start.  Only the worker waits for the API,
+    which creates the database they share.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _prepare_state(state_dir, paths, endpoint,
+                   transport_url=broker.prepare_broker(state_dir))
+    # A fresh start runs all three parts, a previously paused worker too.
+    worker.forget_pause(state_dir)
+    failures = []
+
+    def start_broker():
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while _is_alive(pid):
-        if time.monotonic() > deadline:
-            LOG.warning("process %s ignored SIGTERM; killing it", pid)
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + STOP_TIMEOUT
-        time.sleep(0.05)
+            broker.start_broker(state_dir, timeout, keep_ports=True)
+        except ServerError as exc:
+            failures.append(exc)
+
+    booting = threading.Thread(target=start_broker, name="broker-start")
+    booting.start()
+    try:
+        try:
+            _start_api(state_dir, paths, port, endpoint, timeout)
+            process = worker.launch_worker(state_dir)
+        finally:
+            booting.join()
+        if failures:
+            raise failures[0]
+        worker.wait_for_worker(state_dir, process, timeout)
+    except BaseException:
+        # Half a server is no use: stop whatever parts did start.
+        stop(state_dir)
+        raise
+
+
+def _start_missing_parts(state_dir, timeout=START_TIMEOUT):
+    """Start the broker or the worker if it stopped (not a paused worker)."""
+    if not broker.broker_status(state_dir).running:
+        LOG.warning("the broker had stopped; starting it again")
+        broker.start_broker(state_dir, timeout, keep_ports=True)
+    if worker.worker_status(state_dir).state == "stopped":
+        LOG.warning("the worker had stopped; starting it again")
+        worker.start_worker(state_dir, timeout)
+
+
+_terminate = processes.terminate
 
 
 def stop(state_dir=None):
     """Stop the embedded Barbican; its data stays in the state folder.
 
-    :returns: ``True`` when a running server was stopped, ``False`` when
-        none was running.
+    In asynchronous mode the worker stops first (it finishes the order in
+    hand), then the API, then the broker, which keeps the orders still
+    waiting in its queue on disk for the next start.
+
+    :returns: ``True`` when a running server (or any part of one) was
+        stopped, ``False`` when none was running.
     """
     state_dir, paths = _paths(state_dir)
+    stopped = worker.stop_worker(state_dir)
     pid = _read_pid(paths)
-    if pid is None or not _is_our_server(pid, state_dir):
-        paths["pid"].unlink(missing_ok=True)
-        return False
-    _terminate(pid)
+    if pid is not None and _is_our_server(pid, state_dir):
+        _terminate(pid)
+        LOG.info("stopped embedded Barbican, pid %s", pid)
+        stopped = True
     paths["pid"].unlink(missing_ok=True)
-    LOG.info("stopped embedded Barbican, pid %s", pid)
-    return True
+    return broker.stop_broker(state_dir) or stopped
 
 
-def ensure_running(state_dir=None, port=None):
-    """Return the status of a healthy embedded server, starting it if needed."""
+def ensure_running(state_dir=None, port=None, mode=None):
+    """Return the status of a healthy embedded server, starting it if needed.
+
+    In asynchronous mode a stopped broker or worker is started again; a
+    worker paused on purpose stays paused.
+
+    :param mode: as for :func:`start`.
+    """
     current = status(state_dir)
     if current.running and _healthy(current.endpoint):
+        if current.mode == ASYNC or (mode is not None
+                                     and mode != current.mode):
+            return start(state_dir, port, mode=mode)
         return current
     if current.running:
         raise ServerError(
             f"The embedded Barbican (pid {current.pid}) runs but does not "
             f"answer at {current.endpoint}.",
             "Restart it: python -m helpers server stop, then start.")
-    return start(state_dir, port)
+    return start(state_dir, port, mode=mode)
+
+
+def _running_async(state_dir, action):
+    current = status(state_dir)
+    if not current.running or current.mode != ASYNC:
+        raise ServerError(
+            f"There is no worker to {action}: the embedded Barbican does "
+            f"not run in asynchronous mode here.",
+            "Start it so: python -m helpers server start --async (stop a "
+            "synchronous one first).")
+    return current
+
+
+def pause_worker(state_dir=None):
+    """Stop only Barbican's worker: new orders stay PENDING, in the queue.
+
+    CLI: ``python -m helpers server worker pause``
+
+    :returns: the worker's :class:`Part` (``"paused"``).
+    :raises ServerError: no asynchronous server runs here.
+    """
+    state_dir, _ = _paths(state_dir)
+    _running_async(state_dir, "pause")
+    return worker.pause_worker(state_dir)
+
+
+def resume_worker(state_dir=None, timeout=START_TIMEOUT):
+    """Start Barbican's worker again; it fulfils the orders that waited.
+
+    CLI: ``python -m helpers server worker resume``
+
+    :returns: the worker's :class:`Part` (``"running"``).
+    :raises ServerError: no asynchronous server runs here, its broker is
+        stopped, or the worker could not start.
+    """
+    state_dir, _ = _paths(state_dir)
+    current = _running_async(state_dir, "resume")
+    if not current.part("broker").running:
+        raise ServerError(
+            "The worker cannot start: the message broker is stopped, so "
+            "there is no queue to read.",
+            "Start the missing parts: python -m helpers server start")
+    return worker.resume_worker(state_dir, timeout)
+
+
+def stop_broker(state_dir=None):
+    """Stop only the message broker (to see what the API does without it).
+
+    :returns: ``True`` when it was running.
+    """
+    state_dir, _ = _paths(state_dir)
+    return broker.stop_broker(state_dir)
+
+
+def start_broker(state_dir=None, timeout=START_TIMEOUT):
+    """Start the message broker again, on the ports the API and worker know.
+
+    :raises ServerError: it could not start.
+    """
+    state_dir, _ = _paths(state_dir)
+    broker.start_broker(state_dir, timeout, keep_ports=True)
+    return status(state_dir)
+
+
+def switch_mode(mode, state_dir=None, port=None):
+    """Run the embedded server in ``mode``, restarting it if need be.
+
+    A server running in the other mode is stopped and started again on the
+    same port.  Keys and orders stay: both modes use the same state folder
+    and database.  Introduced in
+    ``notebooks/02-why-an-order-can-take-time.ipynb``.
+
+    :param mode: ``"sync"`` or ``"async"``.
+    :returns: the :class:`ServerStatus` of the server now running.
+    :raises ServerError: the server could not start in that mode.
+    """
+    check_mode(mode)
+    current = status(state_dir)
+    if current.running and current.mode != mode:
+        if port is None:
+            port = int(current.endpoint.rsplit(":", 1)[1])
+        LOG.info("switching the embedded Barbican to %s mode",
+                 MODE_NAMES[mode])
+        stop(state_dir)
+    return start(state_dir, port, mode=mode)

@@ -87,6 +87,12 @@ def build_app(state_dir):
     """Load Barbican's WSGI app from the paste file in ``state_dir``."""
     from paste import deploy
 
+    from helpers import adjustments
+
+    # Both matter once a worker process shares the database and a broker
+    # carries the orders (asynchronous mode); see helpers.adjustments.
+    adjustments.begin_sqlite_immediately()
+    adjustments.give_up_on_unreachable_broker()
     paste_file = os.path.join(state_dir, "barbican-api-paste.ini")
     return with_lab_identity(deploy.loadapp(f"config:{paste_file}"))
 

@@ -1,0 +1,213 @@
+"""Background processes of the embedded server, known by their pid files.
+
+The embedded Barbican is one process (synchronous mode) or several
+(asynchronous mode: the API, the message broker and the worker).  Each one
+is started in a session of its own, its pid written to a file in the state
+folder, and stopped by that pid and no other: never by its name, since
+other people's servers may run on the same machine.
+"""
+
+import errno
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class Part:
+    """One part of the embedded server, as ``server status`` shows it.
+
+    :param name: ``"API"``, ``"broker"`` or ``"worker"``.
+    :param state: ``"running"``, ``"stopped"`` or, for the worker,
+        ``"paused"``.
+    :param pid: its process id while it runs.
+    :param detail: a few words more, e.g. where it listens.
+    """
+
+    name: str
+    state: str
+    pid: int | None = None
+    detail: str = ""
+
+    @property
+    def running(self):
+        return self.state == "running"
+
+
+def write_private(path, text):
+    """Write ``text`` to ``path`` readable by its owner only."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_pid(path):
+    """The pid in ``path``, or ``None`` when there is no usable one."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_alive(pid):
+    """True while process ``pid`` runs (a zombie counts as ended)."""
+    try:
+        # Reap our own child if it has ended, or it lingers as a zombie.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def command_line(pid):
+    """Process ``pid``'s command line as one string, or ``None``.
+
+    Some programs rewrite it (Barbican's worker calls itself "master
+    process [...]"), so callers look for a part of it, not a whole word.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def runs_as(pid, *marks):
+    """True when ``pid`` is alive and its command line holds every mark.
+
+    Tells our own process from an unrelated one that reused the pid.
+    Without ``/proc`` to look in, the pid file is trusted.
+    """
+    if pid is None or not is_alive(pid):
+        return False
+    line = command_line(pid)
+    if line is None:
+        return True
+    return all(str(mark) in line for mark in marks)
+
+
+def spawn(argv, log_path, pid_path, env=None, cwd=None):
+    """Start ``argv`` in a session of its own, its output appended to a log.
+
+    :returns: the :class:`subprocess.Popen` handle; its pid is also
+        written to ``pid_path``.
+    """
+    with open(log_path, "ab") as log:
+        os.chmod(log_path, 0o600)
+        process = subprocess.Popen(
+            [str(a) for a in argv], cwd=cwd, env=env,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, umask=0o077)
+    write_private(pid_path, f"{process.pid}\n")
+    LOG.info("started %s, pid %s, log %s", Path(argv[0]).name, process.pid,
+             log_path)
+    return process
+
+
+def _signal(pid, sig, group):
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        if group:
+            _signal(pid, sig, group=False)
+
+
+def terminate(pid, group=True, timeout=STOP_TIMEOUT):
+    """Ask process ``pid`` to stop (SIGTERM), then insist (SIGKILL).
+
+    :param group: signal the whole process group that ``pid`` leads (it
+        was started by :func:`spawn`, so that group is its own).  With
+        ``False`` only ``pid`` is asked, and whatever of its group is left
+        once it has ended is killed: RabbitMQ's start script stops its
+        Erlang VM itself, which must not be signalled behind its back.
+    """
+    _signal(pid, signal.SIGTERM, group)
+    deadline = time.monotonic() + timeout
+    while is_alive(pid):
+        if time.monotonic() > deadline:
+            LOG.warning("process %s ignored SIGTERM; killing it", pid)
+            _signal(pid, signal.SIGKILL, True)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.05)
+    if not group:
+        # Leftovers of its group have no one to stop them now.
+        for member in group_members(pid):
+            LOG.warning("process %s outlived its leader %s; killing it",
+                        member, pid)
+            _signal(member, signal.SIGKILL, False)
+
+
+def group_members(pgid):
+    """The pids of the processes in group ``pgid``, its leader left out."""
+    members = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and int(entry.name) != pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def port_is_free(port, host=HOST):
+    """True when nothing listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As a server will: a port left in TIME_WAIT by a server just
+        # stopped is free, a port something listens on is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def free_port(host=HOST):
+    """A port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def answers(port, host=HOST, timeout=1.0):
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
