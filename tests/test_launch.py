@@ -389,6 +389,8 @@ def test_lab_command_on_a_fresh_copy(tmp_path):
 
     # JupyterLab's port taken: one line of advice, and nothing started.
     with socket.socket() as taken:
+        # Its TIME_WAIT from the runs above must not stop this listener.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", lab_port))
         taken.listen()
         refused = subprocess.run(
@@ -399,3 +401,136 @@ def test_lab_command_on_a_fresh_copy(tmp_path):
         f"[lab] port {lab_port} on 127.0.0.1 is already in use")
     assert "python3 lab.py --lab-port " in refused.stderr
     assert not embedded.status(state_dir).running
+
+
+def cloud_on_a_closed_port(monkeypatch, tmp_path, **binder):
+    """An openrc whose Keystone port nobody listens on, as mybinder sees a
+    lab cloud; and Binder's variables when given."""
+    for key in list(os.environ):
+        if key.startswith(("OS_", "BINDER_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("OS_AUTH_URL", f"http://127.0.0.1:{free_port()}/v3")
+    monkeypatch.setenv("OS_USERNAME", "learner1")
+    monkeypatch.setenv("OS_PASSWORD", "pw-never-shown")
+    monkeypatch.setenv("OS_PROJECT_NAME", "lab")
+    monkeypatch.setenv("OS_USER_DOMAIN_NAME", "Default")
+    monkeypatch.setenv("OS_PROJECT_DOMAIN_NAME", "Default")
+    for key, value in binder.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_connect_on_binder_says_a_lab_cloud_is_out_of_reach(
+        monkeypatch, tmp_path, caplog):
+    cloud_on_a_closed_port(monkeypatch, tmp_path,
+                           BINDER_LAUNCH_HOST="https://mybinder.org/",
+                           BINDER_REPO_URL="https://github.com/o/r")
+    with pytest.raises(helpers.ConnectError) as failed:
+        helpers.connect()
+    advice = ("This session runs on Binder, which lets it open outgoing "
+              "connections on a few ports only: a lab cloud is usually "
+              "unreachable from here. Unset OS_CLOUD and OS_AUTH_URL to use "
+              "the embedded Barbican instead")
+    assert failed.value.hint == (
+        f"{advice} (in a notebook: %env OS_CLOUD= and %env OS_AUTH_URL=, "
+        f"then connect again).")
+    # Said before trying too: a blocked port may take minutes to fail.
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and advice in r.getMessage()]
+    assert len(warnings) == 1
+    assert "pw-never-shown" not in str(failed.value) + caplog.text
+
+
+def test_connect_elsewhere_does_not_mention_binder(monkeypatch, tmp_path,
+                                                   caplog):
+    cloud_on_a_closed_port(monkeypatch, tmp_path)
+    with pytest.raises(helpers.ConnectError) as failed:
+        helpers.connect()
+    assert "Binder" not in str(failed.value) + caplog.text
+
+
+BINDER_GUARANTEED_MIB = 1024
+
+
+@pytest.mark.slow
+def test_binder_session_fits_in_binder_memory(tmp_path):
+    """binder/start wrapping JupyterLab, as on Binder; a kernel started by
+    JupyterLab runs the whole notebook; then the three processes' memory
+    is measured against mybinder's guaranteed 1 GB."""
+    import psutil
+    from jupyter_client import BlockingKernelClient
+
+    root = tmp_path / "home"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / NOTEBOOK, root / NOTEBOOK)
+    state_dir, lab_port, token = tmp_path / "state", free_port(), "t0k3n"
+    jupyter = tmp_path / "jupyter"
+    env = start_env(
+        state_dir, free_port(), JUPYTER_TOKEN=token,
+        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+        JUPYTER_DATA_DIR=str(jupyter / "data"),
+        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(jupyter / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(jupyter / "workspaces"),
+        IPYTHONDIR=str(jupyter / "ipython"))
+    command = [str(START), "jupyter", "lab", "--no-browser",
+               "--ip=127.0.0.1", f"--port={lab_port}", "--port-retries=0",
+               f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    began = time.monotonic()
+    lab = subprocess.Popen(command, cwd=root, env=env,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{lab_port}"
+    client = None
+    try:
+        assert wait_until(lambda: lab.poll() is None and _answers(base),
+                          timeout=180), "JupyterLab did not answer"
+        launch = time.monotonic() - began
+        kernel_id = start_kernel(base, token, NOTEBOOK)
+        client = BlockingKernelClient(connection_file=str(
+            jupyter / "runtime" / f"kernel-{kernel_id}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        client.wait_for_ready(timeout=120)
+        notebook = json.loads((root / NOTEBOOK).read_text())
+        for cell in notebook["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            errors = []
+            reply = client.execute_interactive(
+                "".join(cell["source"]), timeout=180,
+                output_hook=lambda msg: errors.append(msg["content"])
+                if msg["msg_type"] == "error" else None)
+            assert reply["content"]["status"] == "ok", errors
+        # The kernel talked to the server the start script started.
+        barbican = embedded.status(state_dir)
+        assert barbican.running
+
+        processes = {"JupyterLab": psutil.Process(lab.pid),
+                     "kernel": psutil.Process(pid_of_kernel(kernel_id)),
+                     "Barbican": psutil.Process(barbican.pid)}
+        rss = {n: p.memory_info().rss >> 20 for n, p in processes.items()}
+        pss = {n: p.memory_full_info().pss >> 20
+               for n, p in processes.items()}
+        print(f"launch to JupyterLab answering: {launch:.1f} s; "
+              f"RSS MiB {rss} = {sum(rss.values())}; "
+              f"PSS MiB {pss} = {sum(pss.values())}")
+        assert sum(rss.values()) < BINDER_GUARANTEED_MIB
+    finally:
+        if client is not None:
+            client.stop_channels()
+        lab.terminate()
+        try:
+            lab.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+        embedded.stop(state_dir)
+
+
+def _answers(base):
+    try:
+        return get(f"{base}/api", "")[0] == 200
+    except OSError:
+        return False
