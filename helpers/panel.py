@@ -29,6 +29,10 @@ LOG = logging.getLogger(__name__)
 
 BADGE_COLOURS = {"PENDING": "#b7791f", "ACTIVE": "#2f855a",
                  "ERROR": "#c53030", "NO ORDER": "#718096"}
+# Terminal text in a fixed-width font wherever the panel shows: JupyterLab
+# styles <pre> so, but Voila gives it the page's proportional font, and
+# hexdump's columns would no longer line up.
+PRE_STYLE = "font-family:var(--jp-code-font-family,monospace)"
 
 
 def _quote(text):
@@ -88,6 +92,13 @@ class ExercisePanel:
         self.timeout = w.BoundedIntText(value=timeout, min=1, max=3600,
                                         description="Timeout (s)")
         self.algorithm.observe(self._offer_bit_lengths, "value")
+        # CSS classes as hooks for browser tests and learners' own styling.
+        for field, hook in ((self.name, "lab-name"),
+                            (self.algorithm, "lab-algorithm"),
+                            (self.bit_length, "lab-bit-length"),
+                            (self.mode, "lab-mode"),
+                            (self.timeout, "lab-timeout")):
+            field.add_class(hook)
 
         self.submit_button = self._button("1. Submit order", "lab-submit",
                                           self.submit, "primary")
@@ -193,7 +204,8 @@ class ExercisePanel:
     def _show_cli(self, *commands):
         lines = "\n".join(html.escape(c) for c in commands)
         self.cli.value = (f"<div>The same in a terminal:</div>"
-                          f'<pre class="lab-cli-text">{lines}</pre>')
+                          f'<pre class="lab-cli-text" style="{PRE_STYLE}">'
+                          f"{lines}</pre>")
 
     def _show_status(self, status):
         label = status or "NO ORDER"
@@ -322,7 +334,8 @@ class ExercisePanel:
     def show_hexdump(self):
         """Step 4: show the key as ``hexdump -C`` prints it."""
         self._show_cli(f"hexdump -C {shlex.quote(str(self.key_file))}")
-        self.hexdump_view.value = (f'<pre class="lab-hexdump-text">'
+        self.hexdump_view.value = (f'<pre class="lab-hexdump-text" '
+                                   f'style="{PRE_STYLE}">'
                                    f"{html.escape(hexdump(self.key))}</pre>")
         self.hexdump_table_view.value = _table_html(hexdump_table(self.key))
 
