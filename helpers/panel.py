@@ -244,9 +244,14 @@ class ExercisePanel:
         name, algorithm = self.name.value, self.algorithm.value
         bits, mode = self.bit_length.value, self.mode.value
         self._show_cli(order_command(name, algorithm, bits, mode))
-        self.key = None
-        self.secret_view.value = self.hexdump_view.value = ""
-        self.hexdump_table_view.value = self.checks_view.value = ""
+        # The panel now shows the new order or none: never an earlier order
+        # beside the new one's error.  Earlier orders stay recorded for
+        # clean-up.
+        self.order = self.key = None
+        self._show_status(None)
+        for view in (self.order_view, self.secret_view, self.hexdump_view,
+                     self.hexdump_table_view, self.checks_view):
+            view.value = ""
         order = order_key(self.conn, name=name, algorithm=algorithm,
                           bit_length=bits, mode=mode)
         self._show_order(order)
