@@ -286,3 +286,15 @@ def test_lab_errors_in_cells_read_as_advice_not_tracebacks(kernel):
         '<div class="lab-error" style="color:#c53030"><b>Error:</b> Bit '
         "length &#x27;abc&#x27; is not a whole number.<br><b>What to do:"
         "</b> For AES use 128, 192 or 256.</div>"]
+
+
+def test_refused_order_clears_the_earlier_one_from_the_panel(kernel):
+    kernel.run(PANEL_SETUP.format(timeout=30))
+    state = kernel.state("panel.submit_button.click()")
+    assert state["status"] == "ACTIVE" and state["order_view"]
+    state = kernel.state("panel.bit_length.value = '100'; "
+                         "panel.submit_button.click()")
+    assert "not supported" in state["message"]
+    assert state["status"] is None and "NO ORDER" in state["badge"]
+    assert state["order_view"] == "" and not state["enabled"]["fetch"]
+    kernel.run("helpers.clean_up(conn)")
