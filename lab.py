@@ -273,11 +273,32 @@ def run_jupyterlab(args, state_dir):
     return code
 
 
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                   "all_proxy", "ALL_PROXY")
+
+
+def bypass_proxy_for_loopback(env):
+    """Keep 127.0.0.1 away from any HTTP proxy the machine sets.
+
+    Barbican and JupyterLab listen on this machine only; asked through a
+    proxy, their health checks hang and the SDK and CLI fail.  ``env`` is
+    changed in place; without a proxy it is left alone.
+    """
+    if not any(env.get(name) for name in PROXY_VARIABLES):
+        return
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [h.strip() for h in env.get(name, "").split(",") if h.strip()]
+        hosts += [h for h in ("127.0.0.1", "localhost") if h not in hosts]
+        env[name] = ",".join(hosts)
+
+
 def open_lab(args):
     ensure_environment("lab")
     state_dir = (str(Path(args.state_dir).expanduser().resolve())
                  if args.state_dir else None)
     check_lab_port(args.lab_port)
+    # Inherited by the helpers run below, JupyterLab, kernels and terminals.
+    bypass_proxy_for_loopback(os.environ)
     # A server started earlier (from a terminal, say) is left running.
     already = helpers_command("server", "status", state_dir=state_dir,
                               quiet=True) == 0

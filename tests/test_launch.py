@@ -119,6 +119,38 @@ def test_start_script_hands_over_even_when_barbican_cannot_start(tmp_path):
     assert not embedded.status(state_dir).running
 
 
+def test_start_script_keeps_barbican_off_an_http_proxy(tmp_path):
+    # A proxy that answers nothing: asked for 127.0.0.1, everything hangs.
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    env = start_env(tmp_path / "state", free_port(), http_proxy=dead_proxy,
+                    https_proxy=dead_proxy, HTTP_PROXY=dead_proxy)
+    for name in ("no_proxy", "NO_PROXY"):
+        env.pop(name, None)
+    # The exercise's first command, then the href it gave.
+    create = "\n".join(EXERCISE.splitlines()[1:3] + ["echo $ORDER_REF"])
+    try:
+        result = subprocess.run(
+            [str(START), "bash", "-c", create],
+            cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "barbican-lab:" not in result.stderr
+        assert "/v1/orders/" in result.stdout
+    finally:
+        embedded.stop(tmp_path / "state")
+
+
+def test_lab_keeps_loopback_off_an_http_proxy():
+    lab = load_lab_module()
+    env = {"https_proxy": "http://proxy:3128", "no_proxy": "example.org"}
+    lab.bypass_proxy_for_loopback(env)
+    assert env["no_proxy"] == "example.org,127.0.0.1,localhost"
+    assert env["NO_PROXY"] == "127.0.0.1,localhost"
+    quiet = {"PATH": "/usr/bin"}
+    lab.bypass_proxy_for_loopback(quiet)
+    assert quiet == {"PATH": "/usr/bin"}
+
+
 def _pinned(path):
     """{name: version} of a pip-compile output, and its unpinned names."""
     pins, unsafe, in_unsafe = {}, set(), False
