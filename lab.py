@@ -327,6 +327,7 @@ def open_lab(args):
 
 def run_tests(args):
     ensure_environment("test")
+    bypass_proxy_for_loopback(os.environ)
     return subprocess.call(
         [str(venv_python()), "-m", "pytest", "-ra"] + args.pytest_args,
         cwd=ROOT)
