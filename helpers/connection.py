@@ -5,10 +5,12 @@ openrc's ``OS_AUTH_URL`` and friends.  Without one, the embedded Barbican
 is used, and started when it is not running.
 """
 
+import contextlib
 import logging
 import os
 
 import openstack
+from keystoneauth1 import exceptions as ksa
 
 from helpers import embedded
 from helpers.errors import ConnectError, LabError
@@ -20,6 +22,43 @@ LOG = logging.getLogger(__name__)
 def cloud_configured():
     """True when the environment names a cloud (clouds.yaml or openrc)."""
     return bool(os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+
+
+# BinderHub (mybinder.org among others) sets these in every session it
+# launches; a laptop or a classroom JupyterHub sets none of them.
+BINDER_VARIABLES = ("BINDER_LAUNCH_HOST", "BINDER_REPO_URL", "BINDER_REF_URL",
+                    "BINDER_REQUEST")
+BINDER_ADVICE = (
+    "This session runs on Binder, which lets it open outgoing connections "
+    "on a few ports only: a lab cloud is usually unreachable from here. "
+    "Unset OS_CLOUD and OS_AUTH_URL to use the embedded Barbican instead "
+    "(in a notebook: %env OS_CLOUD= and %env OS_AUTH_URL=, then connect "
+    "again).")
+
+
+def on_binder():
+    """True inside a session that a BinderHub launched."""
+    return any(os.environ.get(name) for name in BINDER_VARIABLES)
+
+
+@contextlib.contextmanager
+def _binder_advice():
+    """On Binder, say at once that a cloud is likely out of reach, and say
+    it again with the error if it is."""
+    if not on_binder():
+        yield
+        return
+    LOG.warning(BINDER_ADVICE)
+    try:
+        yield
+    except ConnectError as error:
+        if isinstance(error.__cause__, (ksa.ConnectFailure,
+                                        ksa.ConnectTimeout)):
+            # Out of reach: the usual checks of the URL would mislead.
+            error.hint = BINDER_ADVICE
+        else:
+            error.hint = f"{BINDER_ADVICE} {error.hint}".strip()
+        raise
 
 
 def _embedded_connection(endpoint):
@@ -61,13 +100,13 @@ def connect(cloud=None, state_dir=None, port=None):
     :raises LabError: nothing usable answers; the message says why.
     """
     if cloud or cloud_configured():
-        conn = _cloud_connection(cloud)
-        where = f"the cloud {describe(conn)}"
+        with _binder_advice():
+            conn = _cloud_connection(cloud)
+            _probe(conn, f"the cloud {describe(conn)}")
     else:
         server = embedded.ensure_running(state_dir, port)
         conn = _embedded_connection(server.endpoint)
-        where = f"the embedded Barbican at {server.endpoint}"
-    _probe(conn, where)
+        _probe(conn, f"the embedded Barbican at {server.endpoint}")
     LOG.info("connected to %s", describe(conn))
     return conn
 
