@@ -100,6 +100,11 @@ def installed():
     return True
 
 
+def require_installed():
+    """Raise the :class:`ServerError` that says what to install, if needed."""
+    _programs()
+
+
 def _password(paths):
     # Made once: RabbitMQ creates its user at the first start only.
     if not paths["password"].exists():

@@ -551,10 +551,19 @@ def switch_mode(mode, state_dir=None, port=None):
     """
     check_mode(mode)
     current = status(state_dir)
-    if current.running and current.mode != mode:
-        if port is None:
-            port = int(current.endpoint.rsplit(":", 1)[1])
-        LOG.info("switching the embedded Barbican to %s mode",
-                 MODE_NAMES[mode])
-        stop(state_dir)
-    return start(state_dir, port, mode=mode)
+    if not current.running or current.mode == mode:
+        return start(state_dir, port, mode=mode)
+    if mode == ASYNC:
+        broker.require_installed()  # before stopping what works
+    if port is None:
+        port = int(current.endpoint.rsplit(":", 1)[1])
+    LOG.info("switching the embedded Barbican to %s mode", MODE_NAMES[mode])
+    stop(state_dir)
+    try:
+        return start(state_dir, port, mode=mode)
+    except ServerError:
+        # Leave the learner a working server, in the mode it had.
+        LOG.warning("could not switch; starting the %s server again",
+                    current.mode_name)
+        start(state_dir, port, mode=current.mode)
+        raise

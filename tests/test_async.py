@@ -324,6 +324,17 @@ def test_missing_rabbitmq_is_explained(tmp_path, monkeypatch):
     assert not embedded.status(state_dir).running
 
 
+def test_switch_without_rabbitmq_keeps_the_running_server(server,
+                                                          monkeypatch):
+    monkeypatch.setattr(broker, "SERVER_SCRIPTS", ())
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv(broker.SERVER_ENV, raising=False)
+    with pytest.raises(ServerError, match="needs RabbitMQ"):
+        embedded.switch_mode("async", server.state_dir)
+    now = embedded.status(server.state_dir)
+    assert now.running and now.mode == "sync" and now.pid == server.pid
+
+
 def test_worker_controls_pause_and_resume(async_server, worker_back):
     state_dir = async_server.state_dir
     controls = helpers.worker_controls(state_dir)
