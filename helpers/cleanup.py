@@ -5,6 +5,7 @@ Python process only.  :func:`clean_up` deletes those; anything else it is
 asked to delete needs a yes from ``confirm`` first.
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +18,27 @@ LOG = logging.getLogger(__name__)
 
 @dataclass
 class Created:
-    """Hrefs of orders and paths of key files created in this process."""
+    """Hrefs of orders, and key files with what was saved in them, created
+    in this process."""
 
     orders: list = field(default_factory=list)
-    files: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
 
     def add_order(self, order_ref):
         if order_ref not in self.orders:
             self.orders.append(order_ref)
 
-    def add_file(self, path):
+    def add_file(self, path, data):
+        self.files[Path(path).resolve()] = hashlib.sha256(data).hexdigest()
+
+    def owns_file(self, path):
+        """True when ``path`` still holds exactly what was saved there."""
         path = Path(path).resolve()
-        if path not in self.files:
-            self.files.append(path)
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return False
+        return self.files.get(path) == digest
 
     def __bool__(self):
         return bool(self.orders or self.files)
@@ -79,10 +88,14 @@ def clean_up(conn, extra=(), confirm=None, created=CREATED):
         _delete_order_and_secret(conn, order_ref, report)
         created.orders.remove(order_ref)
     for path in list(created.files):
-        if path.exists():
+        if created.owns_file(path):
             path.unlink()
             report.append(f"removed {path.name}")
-        created.files.remove(path)
+        elif path.exists():
+            # Someone saved other bytes there since (the CLI, say): theirs.
+            report.append(f"left {path.name}: it changed since this "
+                          f"notebook saved it")
+        del created.files[path]
     for thing in extra:
         is_file = not str(thing).startswith(("http://", "https://"))
         what = f"file {thing}" if is_file else f"order {thing}"

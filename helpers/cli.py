@@ -6,16 +6,18 @@ traceback (``--debug`` shows it for whoever wants it).
 
 import argparse
 import logging
+import math
+import os
 import sys
 
 from helpers import embedded
 from helpers.connection import connect, describe
 from helpers.errors import LabError
-from helpers.hexdump import hexdump
+from helpers.hexdump import hexdump, iter_hexdump
 from helpers.orders import (DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
-                            DEFAULT_MODE, DEFAULT_NAME, order_key,
-                            wait_for_order)
-from helpers.secrets import fetch_key, save_key
+                            DEFAULT_MODE, DEFAULT_NAME, delete_order,
+                            order_key, wait_for_order)
+from helpers.secrets import delete_secret, fetch_key, save_key
 from helpers.tables import order_table
 
 LOG = logging.getLogger("helpers")
@@ -115,24 +117,41 @@ def check(args):
     _say(f"Secret href: {order.secret_ref}")
     key = fetch_key(conn, order)
     if args.file:
-        _say(f"Saved {len(key)} bytes to {save_key(key, args.file)} "
-             f"(mode 0600).")
+        path = save_key(key, args.file, overwrite=args.overwrite)
+        _say(f"Saved {len(key)} bytes to {path} (mode 0600).")
     _say(f"Key: {len(key)} bytes ({len(key) * 8} bits)")
     sys.stdout.write(hexdump(key))
+    if not args.keep:
+        # A check run before every class must not pile up keys in the
+        # project: it takes away what it made.
+        delete_secret(conn, order.secret_ref)
+        delete_order(conn, order)
+        _say("Deleted this check's order and secret (--keep keeps them).")
     return 0
 
 
 def hexdump_file(args):
     try:
         with open(args.file, "rb") as f:
-            data = f.read()
+            # Piece by piece: a large file must not fill the memory.
+            for line in iter_hexdump(iter(lambda: f.read(1 << 16), b"")):
+                sys.stdout.write(line)
     except OSError as exc:
         raise LabError(f"Cannot read {args.file}: {exc.strerror}.",
                        "Check the file name; the exercise saves the key as "
                        "ordered_key.") from exc
-    sys.stdout.write(hexdump(data))
     return 0
 
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds greater than 0")
+    return value
 
 def build_parser():
     parser = argparse.ArgumentParser(
@@ -144,11 +163,16 @@ def build_parser():
         "--state-dir", default=None,
         help=f"embedded server's state folder (default: "
              f"${embedded.STATE_ENV} or ~/.local/share/barbican-lab)")
+    # --state-dir is accepted after the subcommand too, where people put it.
+    state_dir = argparse.ArgumentParser(add_help=False)
+    state_dir.add_argument("--state-dir", default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     server = commands.add_parser("server", help="run the embedded Barbican")
     actions = server.add_subparsers(dest="action", required=True)
-    start = actions.add_parser("start", help="start it in the background")
+    start = actions.add_parser("start", help="start it in the background",
+                               parents=[state_dir])
     start.add_argument("--port", type=int, default=None,
                        help=f"port on 127.0.0.1 (default "
                             f"{embedded.DEFAULT_PORT})")
@@ -163,30 +187,39 @@ def build_parser():
     start.epilog = (f"Without --async or --sync: ${embedded.MODE_ENV} "
                     f"if set, else {embedded.DEFAULT_MODE}.")
     start.set_defaults(run=server_start, mode=None)
-    actions.add_parser("stop", help="stop it; data stays").set_defaults(
+    actions.add_parser("stop", help="stop it; data stays",
+                       parents=[state_dir]).set_defaults(
         run=server_stop)
-    actions.add_parser("status", help="is it running, and where").set_defaults(
+    actions.add_parser("status", help="is it running, and where",
+                       parents=[state_dir]).set_defaults(
         run=server_status)
     worker = actions.add_parser(
         "worker", help="pause or resume Barbican's worker (--async only)")
     steps = worker.add_subparsers(dest="step", required=True)
     steps.add_parser(
-        "pause", help="stop the worker: new orders stay PENDING").set_defaults(
+        "pause", help="stop the worker: new orders stay PENDING",
+        parents=[state_dir]).set_defaults(
         run=worker_pause)
     steps.add_parser(
-        "resume", help="start it again: waiting orders go ACTIVE"
+        "resume", help="start it again: waiting orders go ACTIVE",
+        parents=[state_dir]
     ).set_defaults(run=worker_resume)
 
     exercise = commands.add_parser(
-        "check", help="run the whole exercise: order, wait, fetch, hexdump")
+        "check", help="run the whole exercise: order, wait, fetch, hexdump",
+        parents=[state_dir])
     exercise.add_argument("--name", default=DEFAULT_NAME)
     exercise.add_argument("--algorithm", default=DEFAULT_ALGORITHM)
     exercise.add_argument("--bit-length", default=DEFAULT_BIT_LENGTH)
     exercise.add_argument("--mode", default=DEFAULT_MODE)
-    exercise.add_argument("--timeout", type=float, default=60.0,
+    exercise.add_argument("--timeout", type=_seconds, default=60.0,
                           help="seconds to wait for ACTIVE (default 60)")
     exercise.add_argument("--file", default=None,
                           help="also save the key to this file (mode 0600)")
+    exercise.add_argument("--overwrite", action="store_true",
+                          help="replace --file if it holds another key")
+    exercise.add_argument("--keep", action="store_true",
+                          help="keep the order and its secret in Barbican")
     exercise.set_defaults(run=check)
 
     dump = commands.add_parser("hexdump", help="what hexdump -C FILE prints")
@@ -210,6 +243,19 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): nothing left to tell anyone,
+        # and Python's final flush must not complain about it either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        if args.debug:
+            LOG.exception("failed")
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}. Check that the path "
+              f"exists and that you may read and write there.",
+              file=sys.stderr)
+        return 1
     except Exception as exc:  # the one line promised above, for the unforeseen
         if args.debug:
             LOG.exception("failed")

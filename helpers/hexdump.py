@@ -33,6 +33,42 @@ def hexdump_rows(data):
     ]
 
 
+def iter_hexdump(chunks):
+    """Yield ``hexdump -C``'s lines for bytes that arrive in chunks.
+
+    Memory stays small whatever the total: a file is read piece by piece.
+
+    :param chunks: an iterable of bytes objects of any sizes.
+    """
+    offset = 0
+    previous = None
+    squeezed = False
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        usable = len(pending) - len(pending) % ROW
+        for start in range(0, usable, ROW):
+            row = pending[start:start + ROW]
+            # hexdump squeezes only full rows that repeat the row before.
+            if row == previous:
+                if not squeezed:
+                    squeezed = True
+                    yield "*\n"
+            else:
+                previous = row
+                squeezed = False
+                yield (f"{offset:08x}  {_hex_column(row)} "
+                       f"|{_ascii_column(row)}|\n")
+            offset += ROW
+        pending = pending[usable:]
+    if pending:
+        yield (f"{offset:08x}  {_hex_column(pending)} "
+               f"|{_ascii_column(pending)}|\n")
+        offset += len(pending)
+    if offset:
+        yield f"{offset:08x}\n"
+
+
 def hexdump(data):
     """Return exactly what ``hexdump -C`` prints for ``data``.
 
@@ -41,23 +77,4 @@ def hexdump(data):
     :param data: the bytes to show (a key is 16, 24 or 32 of them).
     :returns: the text, each line ending in a newline; empty for no bytes.
     """
-    data = bytes(data)
-    if not data:
-        return ""
-    lines = []
-    previous = None
-    squeezed = False
-    for offset in range(0, len(data), ROW):
-        row = data[offset:offset + ROW]
-        # hexdump squeezes only full rows that repeat the row before them.
-        if row == previous and len(row) == ROW:
-            if not squeezed:
-                lines.append("*\n")
-                squeezed = True
-            continue
-        previous = row
-        squeezed = False
-        lines.append(f"{offset:08x}  {_hex_column(row)} "
-                     f"|{_ascii_column(row)}|\n")
-    lines.append(f"{len(data):08x}\n")
-    return "".join(lines)
+    return "".join(iter_hexdump([bytes(data)]))

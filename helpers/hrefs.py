@@ -46,7 +46,8 @@ def uuid_of(thing, kind):
             and segments[-2] == f"{kind}s" and _UUID.match(segments[-1])):
         return segments[-1]
     raise InvalidInput(
-        f"{text[:120]!r} is not a {kind} href or UUID.",
+        f"{text[:120]!r} is not {'an' if kind[0] in 'aeiou' else 'a'} "
+        f"{kind} href or UUID.",
         f"A {kind} href looks like "
         f"http://127.0.0.1:9311/v1/{kind}s/<uuid>; copy it from the "
         f"{kind} table.")

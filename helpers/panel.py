@@ -15,7 +15,7 @@ import threading
 import ipywidgets as w
 
 from helpers.checks import check_work, checks_table
-from helpers.cleanup import clean_up
+from helpers.cleanup import CREATED, clean_up
 from helpers.errors import LabError
 from helpers.hexdump import hexdump
 from helpers.orders import (ACTIVE, DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
@@ -329,7 +329,10 @@ class ExercisePanel:
         self._show_order(order)
         self._show_cli(fetch_command(order.secret_ref, self.key_file))
         key = fetch_key(self.conn, order)
-        path = save_key(key, self.key_file)
+        # A key this notebook saved there itself may be replaced by the new
+        # one; anything else in its place is the learner's, and stays.
+        path = save_key(key, self.key_file,
+                        overwrite=CREATED.owns_file(self.key_file))
         self.key = key
         self.secret_view.value = _table_html(
             secret_table(get_secret(self.conn, order.secret_ref)))

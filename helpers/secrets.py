@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from openstack.key_manager.v1 import secret as sdk_secret
+from openstack import exceptions as sdk_exceptions
 
 from helpers.cleanup import CREATED
 from helpers.errors import KeyFileExists, LabError, NotReady
@@ -44,13 +44,14 @@ def get_payload(conn, secret):
     """
     uuid = uuid_of(secret, "secret")
     with explained("download the key"):
-        fetched = sdk_secret.Secret.new(
-            id=uuid, payload_content_type=PAYLOAD_CONTENT_TYPE,
-        ).fetch(conn.key_manager)
-    payload = fetched.payload
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return payload
+        # One GET of the payload itself.  The SDK's Secret.fetch reads the
+        # metadata first (a second request) and checks neither answer, so
+        # an unknown secret came back as Barbican's 404 body in bytes.
+        response = conn.key_manager.get(
+            f"secrets/{uuid}/payload",
+            headers={"Accept": PAYLOAD_CONTENT_TYPE})
+        sdk_exceptions.raise_from_response(response)
+    return response.content
 
 
 def secret_of(conn, order):
@@ -58,6 +59,11 @@ def secret_of(conn, order):
 
     :raises NotReady: the order is not ACTIVE yet, so it has no secret.
     """
+    if getattr(order, "status", None) == ACTIVE and getattr(
+            order, "secret_ref", None):
+        # ACTIVE is final: an order read as ACTIVE (as wait_for_order
+        # returns it) keeps its secret, so Barbican is not asked again.
+        return order.secret_ref
     current = get_order(conn, order)
     if current.status != ACTIVE or not current.secret_ref:
         raise NotReady(
@@ -93,6 +99,10 @@ def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
     """
     path = Path(path)
     data = bytes(data)
+    if path.is_dir():
+        raise KeyFileExists(
+            f"{path} is a folder, so the key cannot be saved under that "
+            f"name.", "Choose another file name for the key.")
     if path.exists() and not overwrite:
         if path.is_file() and path.read_bytes() == data:
             os.chmod(path, 0o600)
@@ -100,8 +110,9 @@ def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
         raise KeyFileExists(
             f"{path} already exists and holds something else "
             f"({path.stat().st_size} bytes); it was left as it is.",
-            "Choose another file name, or pass overwrite=True if you no "
-            "longer need the old one.")
+            f"If you no longer need it, delete it (rm {path}) and fetch "
+            f"again, or save the key under another name "
+            f"(in code: save_key(key, path, overwrite=True) replaces it).")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -116,7 +127,7 @@ def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
         raise LabError(f"Could not save the key to {path}: {exc.strerror}.",
                        "Check that the folder exists and you may write "
                        "there.") from exc
-    CREATED.add_file(path)
+    CREATED.add_file(path, data)
     LOG.info("saved %d key bytes to %s", len(data), path)
     return path
 

@@ -60,6 +60,8 @@ def test_check_runs_the_whole_exercise(server, cli_env, tmp_path):
     assert "Status" in out and "ACTIVE" in out
     assert f"Secret href: {server.endpoint}/v1/secrets/" in out
     lines = out.strip().splitlines()
+    assert lines.pop() == ("Deleted this check's order and secret (--keep "
+                           "keeps them).")
     assert lines[-1] == "00000020"
     assert lines[-3].startswith("00000000  ") and lines[-2].startswith(
         "00000010  ")
@@ -97,3 +99,56 @@ def test_hexdump_command_prints_what_hexdump_prints(cli_env, tmp_path):
     assert missing.stderr == ("error: Cannot read nope: No such file or "
                               "directory. Check the file name; the exercise "
                               "saves the key as ordered_key.\n")
+
+
+def run_helpers(*args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "helpers", *args], env=env,
+                          cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_check_takes_away_what_it_made_unless_kept(server, conn, cli_env,
+                                                   tmp_path, cleanup):
+    def order_refs(out):
+        return [line.split(": ", 1)[1] for line in out.splitlines()
+                if line.startswith("Order href: ")]
+
+    removed = run_helpers("check", env=cli_env, cwd=tmp_path)
+    assert removed.returncode == 0, removed.stderr
+    assert "Deleted this check's order and secret" in removed.stdout
+    import pytest
+    with pytest.raises(helpers.NotFound):
+        helpers.get_order(conn, order_refs(removed.stdout)[0])
+
+    kept = run_helpers("check", "--keep", env=cli_env, cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    ref = order_refs(kept.stdout)[0]
+    cleanup.append(ref)
+    assert helpers.get_order(conn, ref).status == "ACTIVE"
+    cleanup.append(helpers.get_order(conn, ref).secret_ref)
+
+
+def test_check_refuses_a_timeout_that_is_no_duration(cli_env, tmp_path):
+    for value in ("nan", "inf", "-5", "0", "soon"):
+        result = run_helpers("check", "--timeout", value, env=cli_env,
+                             cwd=tmp_path)
+        assert result.returncode == 2
+        assert "not a number of seconds greater than 0" in result.stderr
+
+
+def test_state_dir_may_follow_the_subcommand(server, cli_env, tmp_path):
+    env = {k: v for k, v in cli_env.items() if k != "BARBICAN_LAB_STATE"}
+    result = run_helpers("server", "status", "--state-dir",
+                         str(server.state_dir), env=env, cwd=tmp_path)
+    assert result.returncode == 0
+    assert server.endpoint in result.stdout
+
+
+def test_hexdump_command_streams_a_large_file(cli_env, tmp_path):
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit
+    (tmp_path / "big").write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers", "hexdump", "big"], env=cli_env,
+        cwd=tmp_path, capture_output=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.decode() == helpers.hexdump(data)

@@ -110,7 +110,7 @@ def test_unknown_order_is_not_found(conn, ref):
 
 @pytest.mark.parametrize("ref", ["", "hello", "http://x/v1/secrets/abc"])
 def test_garbage_is_no_order(conn, ref):
-    with pytest.raises(InvalidInput, match="not a order href or UUID"):
+    with pytest.raises(InvalidInput, match="not an order href or UUID"):
         helpers.get_order(conn, ref)
 
 
@@ -172,3 +172,23 @@ def test_save_key_is_private_and_never_clobbers(tmp_path):
 def test_save_key_into_a_missing_folder_says_so(tmp_path):
     with pytest.raises(helpers.LabError, match="Could not save the key"):
         helpers.save_key(b"k", tmp_path / "nope" / "ordered_key")
+
+
+def test_save_key_over_a_folder_says_so(tmp_path):
+    (tmp_path / "ordered_key").mkdir()
+    with pytest.raises(KeyFileExists, match="is a folder"):
+        helpers.save_key(b"k" * 32, tmp_path / "ordered_key",
+                         overwrite=True)
+
+
+def test_clean_up_leaves_a_key_file_someone_changed(conn, tmp_path):
+    from helpers.cleanup import Created
+    created = Created()
+    path = tmp_path / "ordered_key"
+    path.write_bytes(b"a" * 32)
+    created.add_file(path, b"a" * 32)
+    path.write_bytes(b"b" * 32)  # e.g. the CLI saved another key there
+    report = helpers.clean_up(conn, created=created)
+    assert report == ["left ordered_key: it changed since this notebook "
+                      "saved it"]
+    assert path.read_bytes() == b"b" * 32

@@ -62,3 +62,14 @@ def test_rows_keep_every_row_for_tables():
     assert [r[0] for r in rows] == ["00000000", "00000010", "00000020"]
     assert rows[2][1] == "00 00 00 00 00 00 00 00"
     assert rows[2][2] == "........"
+
+
+def test_hexdump_in_chunks_equals_hexdump_of_the_whole():
+    from helpers.hexdump import iter_hexdump
+    rnd = random.Random(7)
+    for _ in range(200):
+        data = bytes(rnd.choice(b"\x00\x00A") for _ in range(
+            rnd.randint(0, 120)))
+        cuts = sorted(rnd.randint(0, len(data)) for _ in range(4))
+        chunks = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        assert "".join(iter_hexdump(chunks)) == hexdump(data)
