@@ -293,15 +293,18 @@ def bypass_proxy_for_loopback(env):
 
 
 def open_lab(args):
+    check_lab_port(args.lab_port)  # before minutes of installing, not after
     ensure_environment("lab")
     state_dir = (str(Path(args.state_dir).expanduser().resolve())
                  if args.state_dir else None)
-    check_lab_port(args.lab_port)
     # Inherited by the helpers run below, JupyterLab, kernels and terminals.
     bypass_proxy_for_loopback(os.environ)
     # A server started earlier (from a terminal, say) is left running.
     already = helpers_command("server", "status", state_dir=state_dir,
                               quiet=True) == 0
+    # A start that failed has cleaned up after itself; one cut short by
+    # Ctrl-C may have left a server running, so that one is stopped.
+    failed_to_start = False
     try:
         start = ["server", "start"] + (["--port", str(args.port)]
                                        if args.port else [])
@@ -310,6 +313,7 @@ def open_lab(args):
             # Kernels that restart the server keep this mode too.
             os.environ["BARBICAN_LAB_MODE"] = "async"
         if helpers_command(*start, state_dir=state_dir) != 0:
+            failed_to_start = True
             fail("the embedded Barbican did not start; the error above "
                  "says why. To give it another port: python3 lab.py "
                  "--port N")
@@ -319,7 +323,7 @@ def open_lab(args):
         if already:
             say("the embedded Barbican was running before; it keeps "
                 "running (python -m helpers server stop stops it)")
-        else:
+        elif not failed_to_start:
             say("stopping the embedded Barbican (your keys stay)")
             helpers_command("server", "stop", state_dir=state_dir,
                             shielded=True)

@@ -434,6 +434,22 @@ def test_lab_command_on_a_fresh_copy(tmp_path):
     assert "python3 lab.py --lab-port " in refused.stderr
     assert not embedded.status(state_dir).running
 
+    # Barbican's port taken: the helpers' reason, then how to move it.
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        refused = subprocess.run(
+            [base_python(), "lab.py", *args], cwd=copy, env=env,
+            capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in refused.stderr
+    assert refused.stderr.endswith(
+        "[lab] the embedded Barbican did not start; the error above says "
+        "why. To give it another port: python3 lab.py --port N\n")
+    assert "starting JupyterLab" not in refused.stdout
+    assert "stopping" not in refused.stdout
+
 
 def cloud_on_a_closed_port(monkeypatch, tmp_path, **binder):
     """An openrc whose Keystone port nobody listens on, as mybinder sees a
