@@ -11,12 +11,37 @@ import os
 
 import openstack
 from keystoneauth1 import exceptions as ksa
+from openstack import exceptions as sdk
 
 from helpers import embedded
 from helpers.errors import ConnectError, LabError
-from helpers.explain import explained
+from helpers.explain import CloudFacts, explained, note_cloud_server
 
 LOG = logging.getLogger(__name__)
+
+
+class _DiscoveryWarning(logging.Filter):
+    """Keep keystoneauth's version-discovery warnings out of learners' view.
+
+    When Keystone or Barbican cannot be reached (down, wrong scheme,
+    untrusted certificate), keystoneauth warns that version discovery
+    failed before the real error; the learner would read two messages, the
+    first one misleading.  The real error is explained anyway, so these
+    warnings are passed on at debug level under this module's name.
+    """
+
+    PREFIXES = ("Failed to discover available identity versions",
+                "Failed to contact the endpoint at")
+
+    def filter(self, record):
+        if record.getMessage().startswith(self.PREFIXES):
+            LOG.debug("keystoneauth: %s", record.getMessage())
+            return False
+        return True
+
+
+for _name in ("keystoneauth.identity.generic.base", "keystoneauth.discover"):
+    logging.getLogger(_name).addFilter(_DiscoveryWarning())
 
 
 def cloud_configured():
@@ -70,21 +95,96 @@ def _embedded_connection(endpoint):
         app_name="barbican-lab")
 
 
+def tls_verified(conn):
+    """False when ``verify: false``, ``insecure: true`` or ``OS_INSECURE``.
+
+    openstacksdk keeps ``insecure`` beside ``verify``; either one turns
+    certificate checks off, so both are looked at.
+    """
+    config = conn.config.config
+    return bool(config.get("verify", True)) and not config.get("insecure")
+
+
 def _cloud_connection(cloud):
     with explained("read the cloud configuration", "the cloud"):
         conn = openstack.connect(cloud=cloud, app_name="barbican-lab")
-    if not conn.config.config.get("verify", True):
+    if not tls_verified(conn):
         # Never silent: an unverified connection is said out loud each time.
-        LOG.warning("TLS verification is OFF for cloud %r: anyone on the "
-                    "network path could read your keys.", conn.config.name)
+        LOG.warning("TLS verification is OFF for %s: anyone on the network "
+                    "path could read your keys. Remove the insecure setting "
+                    "and point OS_CACERT (or cacert:) at the lab's CA "
+                    "bundle.", _label(conn))
     return conn
 
 
-def _probe(conn, where):
+def cloud_facts(conn):
+    """What messages about ``conn``'s cloud may name: entry, user, region."""
+    auth = conn.config.config.get("auth", {})
+    return CloudFacts(
+        entry=None if conn.config.name == "envvars" else conn.config.name,
+        username=auth.get("username"),
+        project=auth.get("project_name"),
+        region=conn.config.get_region_name("key-manager"))
+
+
+def _key_manager_regions(conn):
+    """Regions whose catalog lists a key-manager endpoint (may be empty)."""
+    try:
+        access = conn.session.auth.get_access(conn.session)
+        endpoints = access.service_catalog.get_endpoints(
+            service_type="key-manager")
+    except (ksa.ClientException, sdk.SDKException, AttributeError):
+        return []
+    return sorted({e.get("region_id") or e.get("region")
+                   for found in endpoints.values() for e in found} - {None})
+
+
+def _catalog_endpoint(conn):
+    """Barbican's URL as the catalog lists it (logs in; no discovery)."""
+    return conn.session.get_endpoint(
+        service_type="key-manager",
+        interface=conn.config.get_interface("key-manager"),
+        region_name=conn.config.get_region_name("key-manager"))
+
+
+def _key_manager_endpoint(conn, listed):
+    """The versioned endpoint, found by openstacksdk's version discovery."""
+    try:
+        return conn.key_manager.get_endpoint()
+    except sdk.NotSupported:
+        if not listed:
+            raise
+        # Discovery only says "no supported versions" when Barbican does
+        # not answer; asking the listed URL once more, plainly, raises the
+        # real failure (refused, TLS, ...) for explained() to name.
+        conn.session.get(listed, authenticated=False, raise_exc=False)
+        raise
+
+
+def _probe(conn, where, cloud=None):
     """Make one cheap authenticated call so problems surface now."""
-    with explained("reach Barbican", where):
-        endpoint = conn.key_manager.get_endpoint()
-        next(iter(conn.key_manager.orders(limit=1)), None)
+    listed = None
+    if cloud is not None:
+        note_cloud_server(conn.config.config.get("auth", {}).get("auth_url"),
+                          "Keystone")
+    try:
+        with explained("connect to Barbican", where, cloud=cloud):
+            if cloud is not None:
+                listed = _catalog_endpoint(conn)
+                note_cloud_server(listed, "Barbican")
+            endpoint = _key_manager_endpoint(conn, listed)
+            next(iter(conn.key_manager.orders(limit=1)), None)
+    except ConnectError as error:
+        if cloud is not None and isinstance(
+                error.__cause__, (ksa.EndpointNotFound,
+                                  sdk.ServiceDisabledException)):
+            regions = _key_manager_regions(conn)
+            error.hint += (
+                f" Regions with Barbican on this cloud: "
+                f"{', '.join(regions)}." if regions else
+                " This cloud lists Barbican in no region: tell your "
+                "instructor.")
+        raise
     return endpoint
 
 
@@ -102,7 +202,7 @@ def connect(cloud=None, state_dir=None, port=None):
     if cloud or cloud_configured():
         with _binder_advice():
             conn = _cloud_connection(cloud)
-            _probe(conn, f"the cloud {describe(conn)}")
+            _probe(conn, describe(conn), cloud_facts(conn))
     else:
         server = embedded.ensure_running(state_dir, port)
         conn = _embedded_connection(server.endpoint)
@@ -117,15 +217,24 @@ def describe(conn):
     if config.get("auth_type") == "none":
         endpoint = config.get("auth", {}).get("endpoint", "?")
         return f"embedded Barbican {embedded.barbican_version()} at {endpoint}"
-    name = conn.config.name
-    auth_url = config.get("auth", {}).get("auth_url", "?")
-    label = ("the cloud in your OS_* variables" if name == "envvars"
-             else f"cloud {name!r}")
+    auth = config.get("auth", {})
     region = conn.config.get_region_name("key-manager") or "default region"
-    text = f"{label} (Keystone {auth_url}, {region})"
-    if not config.get("verify", True):
+    account = ""
+    if auth.get("username"):
+        account = f", user {auth['username']!r}"
+        if auth.get("project_name"):
+            account += f" in project {auth['project_name']!r}"
+    text = (f"{_label(conn)} (Keystone {auth.get('auth_url', '?')}, "
+            f"{region}{account})")
+    if not tls_verified(conn):
         text += " with TLS verification OFF"
     return text
+
+
+def _label(conn):
+    name = conn.config.name
+    return ("the cloud in your OS_* variables" if name == "envvars"
+            else f"cloud {name!r}")
 
 
 __all__ = ["connect", "describe", "cloud_configured", "ConnectError",
