@@ -56,9 +56,8 @@ def _print_environment(server):
 
 
 def server_start(args):
-    already = embedded.status(args.state_dir).running
     server = embedded.start(args.state_dir, args.port, mode=args.mode)
-    if already:
+    if server.already_running:
         _say(f"The embedded Barbican already runs at {server.endpoint}.")
     else:
         _say(f"Embedded Barbican {server.version} is running at "

@@ -15,9 +15,12 @@ paused, orders stay PENDING.
 """
 
 import base64
+import contextlib
+import fcntl
 import logging
 import os
 import secrets as _random
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -107,6 +110,8 @@ class ServerStatus:
     mode: str = SYNC
     parts: list = field(default_factory=list)
     orders_waiting: int | None = None
+    #: True when start() found it running already and started nothing.
+    already_running: bool = False
 
     @property
     def cli_environment(self):
@@ -162,9 +167,77 @@ def check_mode(mode):
                       f"Use 'sync' or 'async' (in ${MODE_ENV} too).")
 
 
+@contextlib.contextmanager
+def _state_lock(state_dir):
+    """Hold the state folder's lock: one start or stop at a time.
+
+    Two starts at once would each make a KEK, or each launch a server; the
+    second one waits here and then finds the first one's server running.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sealed_project_key(paths):
+    """One project key from the database, sealed with the KEK, or None."""
+    if not paths["database"].is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(
+                f"file:{paths['database']}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT plugin_meta FROM kek_data WHERE plugin_name LIKE "
+                "'%simple_crypto%' AND plugin_meta IS NOT NULL "
+                "LIMIT 1").fetchone()
+    except sqlite3.Error:
+        return None  # no table yet: a new database
+    return row[0] if row else None
+
+
+def _check_kek(state_dir, paths):
+    """Refuse a KEK that cannot open the keys already in the database.
+
+    Barbican would start happily and fail every fetch and every order with
+    an HTTP 500 that names no cause; this says what is wrong instead.
+    """
+    from cryptography.fernet import Fernet, InvalidToken
+
+    sealed = _sealed_project_key(paths)
+    recover = (f"Put the original kek file back into {state_dir}, or start "
+               f"afresh by moving the whole folder away (the keys in it "
+               f"cannot be read without their kek).")
+    if not paths["kek"].exists():
+        if sealed is None:
+            return
+        raise ServerError(
+            "The key-encryption key (kek) is missing, but the database "
+            "holds keys sealed with it.", recover)
+    try:
+        kek = Fernet(paths["kek"].read_text().strip().encode())
+    except (ValueError, UnicodeDecodeError):
+        raise ServerError(
+            f"{paths['kek']} is not a Fernet key (url-safe base64 of 32 "
+            f"bytes).", recover) from None
+    if sealed is not None:
+        try:
+            kek.decrypt(sealed.encode() if isinstance(sealed, str)
+                        else sealed)
+        except InvalidToken:
+            raise ServerError(
+                f"{paths['kek']} is not the key-encryption key that sealed "
+                f"the keys in this state folder's database.",
+                recover) from None
+
+
 def _prepare_state(state_dir, paths, endpoint, transport_url=None):
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(state_dir, 0o700)
+    _check_kek(state_dir, paths)
     if not paths["kek"].exists():
         # A Fernet key: url-safe base64 of 32 random bytes.  Plain base64
         # would only fail later, at the first order.
@@ -281,7 +354,8 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT, mode=None):
     worker paused on purpose stays paused).
 
     :param state_dir: the state folder; the default one when ``None``.
-    :param port: the port on 127.0.0.1; 9311 when ``None``.
+    :param port: the port on 127.0.0.1; when ``None``, the port it used
+        last time, or 9311 for a new state folder.
     :param timeout: seconds to wait for the first healthy answer.
     :param mode: ``"sync"`` or ``"async"``; when ``None``, a running
         server keeps its mode and a new one starts in
@@ -291,6 +365,13 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT, mode=None):
         other mode, RabbitMQ is missing (asynchronous mode), or a part died
         or hung on its way up; the message names the log.
     """
+    state_dir, _ = _paths(state_dir)
+    with _state_lock(state_dir):
+        return _start_locked(state_dir, port, timeout, mode)
+
+
+def _start_locked(state_dir, port, timeout, mode):
+    # start() itself, under the state folder's lock.
     if mode is not None:
         check_mode(mode)
     state_dir, paths = _paths(state_dir)
@@ -310,7 +391,8 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT, mode=None):
         LOG.info("embedded Barbican already runs at %s", current.endpoint)
         if current.mode == ASYNC:
             _start_missing_parts(state_dir, timeout)
-            return status(state_dir)
+            current = status(state_dir)
+        current.already_running = True
         return current
     mode = mode or default_mode()
     stale = _read_pid(paths)
@@ -319,7 +401,12 @@ def start(state_dir=None, port=None, timeout=START_TIMEOUT, mode=None):
                     "state folder's server)", stale)
         paths["pid"].unlink(missing_ok=True)
 
-    port = DEFAULT_PORT if port is None else int(port)
+    if port is None:
+        # A server restarted without a port comes back where it was.
+        configured = _configured_endpoint(paths)
+        port = (int(configured.rsplit(":", 1)[1]) if configured
+                else DEFAULT_PORT)
+    port = int(port)
     if not 0 < port < 65536:
         raise ServerError(f"Port {port!r} is not a TCP port.",
                           "Choose a number from 1024 to 65535.")
@@ -414,8 +501,9 @@ def _start_async(state_dir, paths, port, endpoint, timeout):
             raise failures[0]
         worker.wait_for_worker(state_dir, process, timeout)
     except BaseException:
-        # Half a server is no use: stop whatever parts did start.
-        stop(state_dir)
+        # Half a server is no use: stop whatever parts did start (the lock
+        # is already held by this start).
+        _stop_locked(state_dir)
         raise
 
 
@@ -442,6 +530,15 @@ def stop(state_dir=None):
     :returns: ``True`` when a running server (or any part of one) was
         stopped, ``False`` when none was running.
     """
+    state_dir, _ = _paths(state_dir)
+    if not state_dir.is_dir():
+        return False  # never started here: nothing to stop, nothing to make
+    with _state_lock(state_dir):
+        return _stop_locked(state_dir)
+
+
+def _stop_locked(state_dir):
+    # stop() itself, under the state folder's lock.
     state_dir, paths = _paths(state_dir)
     stopped = worker.stop_worker(state_dir)
     pid = _read_pid(paths)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -222,10 +223,26 @@ def _explain_tls(exc, action, cloud):
         f"instructor.")
 
 
+def _listening(base):
+    """True when something accepts TCP connections at ``base`` right now."""
+    parts = urlsplit(base or "")
+    if not parts.hostname:
+        return True  # unknown: keep the message the exception suggests
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _explain_unreachable(exc, action, target, cloud):
     text = str(exc)
     name, base = _server(failed_url(exc))
-    closed = "RemoteDisconnected" in text or "Connection aborted" in text
+    # A server that was stopped under a kept-alive connection also shows as
+    # "closed the connection"; only one that still listens really did.
+    closed = (("RemoteDisconnected" in text or "Connection aborted" in text)
+              and _listening(base))
     if name == "Keystone":
         if closed and base.startswith("http://"):
             return ConnectError(

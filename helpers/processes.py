@@ -47,7 +47,8 @@ class Part:
 def write_private(path, text):
     """Write ``text`` to ``path`` readable by its owner only."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of this process's own: two writers never share a temp file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -71,18 +72,36 @@ def is_alive(pid):
             return False
     except ChildProcessError:
         pass
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-    except OSError:
-        pass
+    if _only_zombies_left(pid):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _only_zombies_left(pid):
+    """True when every thread of ``pid`` has ended (a zombie to reap).
+
+    The main thread of a process killed by a signal may end, and show as a
+    zombie, before its other threads do; until they have, the process
+    still holds its files and its listening socket.  So the process counts
+    as ended only once no thread of it is left running.
+    """
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False  # no /proc to look in: let os.kill decide
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # this thread ended while we looked
+        if state not in ("Z", "X"):
+            return False
     return True
 
 

@@ -5,6 +5,7 @@ learner's own keys, and it is stopped by its own pid at the end.
 """
 
 import os
+import random
 import socket
 import sys
 from pathlib import Path
@@ -15,13 +16,27 @@ import helpers
 from helpers import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
+_ports = random.Random()
 
 
 def free_port():
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on right now.
+
+    Chosen below the kernel's ephemeral range (32768 and up here), where
+    the system also picks the local ports of outgoing connections: a port
+    from there can be taken by any client between a server's stop and its
+    restart, and the restart then fails for no fault of the code.
+    """
+    for _ in range(200):
+        port = _ports.randrange(20000, 32000)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found between 20000 and 32000")
 
 
 @pytest.fixture(scope="session")

@@ -157,3 +157,58 @@ def test_server_stopped_under_a_connection(own_server):
         "Could not order a key: nothing answers at Barbican. Check that the "
         "server runs and the URL is right (embedded: python -m helpers "
         "server start).")
+
+
+def test_two_starts_at_once_make_one_server_and_one_kek(own_server):
+    state_dir, port = own_server
+    starts = [subprocess.Popen(
+        [sys.executable, "-m", "helpers", "--state-dir", str(state_dir),
+         "server", "start", "--port", str(port)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=180), *p.communicate()) for p in starts]
+    assert [code for code, _, _ in results] == [0, 0], results
+    outs = [out for _, out, _ in results]
+    assert sum("already runs" in out for out in outs) == 1, outs
+    assert sum("is running at" in out for out in outs) == 1, outs
+    server = embedded.status(state_dir)
+    assert server.running
+    conn = helpers.connect(state_dir=state_dir)
+    order = helpers.wait_for_order(conn, helpers.order_key(conn))
+    assert len(helpers.fetch_key(conn, order)) == 32
+    assert sorted(p.name for p in state_dir.glob("*.tmp")) == []
+
+
+def test_restart_without_a_port_comes_back_on_the_same_port(own_server):
+    state_dir, port = own_server
+    embedded.start(state_dir, port)
+    embedded.stop(state_dir)
+    assert embedded.start(state_dir).endpoint == f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("damage", ["missing", "replaced", "garbage"])
+def test_a_kek_that_cannot_open_the_keys_is_refused(own_server, damage):
+    state_dir, port = own_server
+    embedded.start(state_dir, port)
+    conn = helpers.connect(state_dir=state_dir)
+    helpers.wait_for_order(conn, helpers.order_key(conn))
+    embedded.stop(state_dir)
+    kek = state_dir / "kek"
+    original = kek.read_text()
+    if damage == "missing":
+        kek.unlink()
+    elif damage == "replaced":
+        import base64
+        kek.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    else:
+        kek.write_text("garbage")
+    result = run_cli("server", "start", "--port", str(port),
+                     state_dir=state_dir)
+    assert result.returncode == 1
+    assert "Put the original kek file back" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not embedded.status(state_dir).running
+    if damage == "missing":
+        assert not kek.exists()  # no new KEK was made in its place
+    kek.write_text(original)
+    assert embedded.start(state_dir, port).running
