@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from openstack import exceptions as sdk_exceptions
+from openstack.key_manager.v1 import secret as sdk_secret
 
 from helpers.cleanup import CREATED
 from helpers.errors import KeyFileExists, LabError, NotReady
@@ -30,7 +31,12 @@ def get_secret(conn, secret):
     """
     uuid = uuid_of(secret, "secret")
     with explained("read the secret"):
-        return conn.key_manager.get_secret(uuid)
+        # The metadata alone, checked: the SDK's get_secret also downloads
+        # the payload and, on a 403 or 404, returns a Secret of Nones.
+        response = conn.key_manager.get(
+            f"secrets/{uuid}", headers={"Accept": "application/json"})
+        sdk_exceptions.raise_from_response(response)
+        return sdk_secret.Secret.existing(**response.json())
 
 
 def get_payload(conn, secret):

@@ -192,3 +192,20 @@ def test_clean_up_leaves_a_key_file_someone_changed(conn, tmp_path):
     assert report == ["left ordered_key: it changed since this notebook "
                       "saved it"]
     assert path.read_bytes() == b"b" * 32
+
+
+@pytest.mark.parametrize("read", [helpers.get_secret, helpers.get_payload])
+def test_unknown_secret_is_not_found_never_a_blank_or_an_error_page(conn,
+                                                                    read):
+    with pytest.raises(NotFound, match="HTTP 404"):
+        read(conn, "00000000-0000-4000-8000-000000000000")
+
+
+def test_secret_metadata_only(conn, cleanup):
+    order = helpers.wait_for_order(conn, helpers.order_key(conn))
+    cleanup += [order.order_ref, order.secret_ref]
+    secret = helpers.get_secret(conn, order.secret_ref)
+    assert secret.secret_ref == order.secret_ref
+    assert (secret.name, secret.status, secret.bit_length) == (
+        "Order for an AES key", "ACTIVE", 256)
+    assert secret.payload is None  # metadata only: no key in the object
