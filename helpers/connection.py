@@ -13,7 +13,7 @@ import openstack
 from keystoneauth1 import exceptions as ksa
 from openstack import exceptions as sdk
 
-from helpers import embedded
+from helpers import embedded, processes
 from helpers.errors import ConnectError, LabError
 from helpers.explain import CloudFacts, explained, note_cloud_server
 
@@ -87,6 +87,7 @@ def _binder_advice():
 
 
 def _embedded_connection(endpoint):
+    processes.bypass_proxy_for_loopback()
     # Nothing from clouds.yaml or OS_* may leak into the embedded connection.
     return openstack.connect(
         load_yaml_config=False, load_envvars=False,

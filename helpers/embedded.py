@@ -296,10 +296,14 @@ def _is_our_server(pid, state_dir):
     return b"helpers.wsgi" in args and str(state_dir).encode() in args
 
 
+# Straight to 127.0.0.1: through an http_proxy the health check would hang.
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _healthy(endpoint, timeout=2.0):
     try:
-        with urllib.request.urlopen(f"{endpoint}/healthcheck",
-                                    timeout=timeout) as response:
+        with _direct.open(f"{endpoint}/healthcheck",
+                          timeout=timeout) as response:
             return response.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -559,6 +563,11 @@ def ensure_running(state_dir=None, port=None, mode=None):
     :param mode: as for :func:`start`.
     """
     current = status(state_dir)
+    if current.running and not _healthy(current.endpoint):
+        # Perhaps still starting: a start under way holds the state
+        # folder's lock until its server answers or dies.
+        with _state_lock(current.state_dir):
+            current = status(state_dir)
     if current.running and _healthy(current.endpoint):
         if current.mode == ASYNC or (mode is not None
                                      and mode != current.mode):

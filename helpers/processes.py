@@ -44,6 +44,26 @@ class Part:
         return self.state == "running"
 
 
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                   "all_proxy", "ALL_PROXY")
+
+
+def bypass_proxy_for_loopback(env=os.environ):
+    """Keep 127.0.0.1 away from any HTTP proxy the machine sets.
+
+    The embedded servers listen on this machine only; asked through a
+    proxy, the SDK and the CLI fail.  ``env`` is changed in place (child
+    processes inherit it); without a proxy it is left alone.  lab.py keeps
+    a copy of this: it runs before anything is installed.
+    """
+    if not any(env.get(name) for name in PROXY_VARIABLES):
+        return
+    for name in ("no_proxy", "NO_PROXY"):
+        hosts = [h.strip() for h in env.get(name, "").split(",") if h.strip()]
+        hosts += [h for h in ("127.0.0.1", "localhost") if h not in hosts]
+        env[name] = ",".join(hosts)
+
+
 def write_private(path, text):
     """Write ``text`` to ``path`` readable by its owner only."""
     path = Path(path)

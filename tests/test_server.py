@@ -212,3 +212,38 @@ def test_a_kek_that_cannot_open_the_keys_is_refused(own_server, damage):
         assert not kek.exists()  # no new KEK was made in its place
     kek.write_text(original)
     assert embedded.start(state_dir, port).running
+
+
+def test_connect_waits_for_a_server_that_is_still_starting(own_server):
+    state_dir, port = own_server
+    starting = subprocess.Popen(
+        [sys.executable, "-m", "helpers", "--state-dir", str(state_dir),
+         "server", "start", "--port", str(port)],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pid_file = state_dir / "server.pid"
+        import time
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pid_file.exists()
+        conn = helpers.connect(state_dir=state_dir)  # no "does not answer"
+        assert helpers.describe(conn).endswith(f"127.0.0.1:{port}")
+    finally:
+        assert starting.wait(timeout=120) == 0
+
+
+def test_a_proxy_in_the_environment_is_not_asked_for_127_0_0_1(
+        own_server, monkeypatch):
+    state_dir, port = own_server
+    # A proxy address where nothing listens: asking it would fail at once.
+    dead = free_port()
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{dead}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert embedded.start(state_dir, port).running
+    conn = helpers.connect(state_dir=state_dir)
+    order = helpers.wait_for_order(conn, helpers.order_key(conn))
+    assert len(helpers.fetch_key(conn, order)) == 32
