@@ -230,11 +230,36 @@ def stop_jupyterlab(process):
         process.wait()
 
 
+def embedded_endpoint(state_dir):
+    """The running embedded Barbican's endpoint, or None."""
+    command = [str(venv_python()), "-c",
+               "import sys; from helpers import embedded; "
+               "s = embedded.status(sys.argv[1] or None); "
+               "print(s.endpoint if s.running else '')", state_dir or ""]
+    try:
+        out = subprocess.run(command, cwd=ROOT, capture_output=True,
+                             text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out or None
+
+
 def run_jupyterlab(args, state_dir):
     """Run JupyterLab on the exercise until it ends or Ctrl-C stops it."""
     env = dict(os.environ)
     if state_dir:
         env["BARBICAN_LAB_STATE"] = state_dir
+    # JupyterLab's terminals: the lab's python and openstack first on PATH,
+    # and, with no cloud configured, the exercise's commands aimed at the
+    # embedded Barbican, as binder/start does.
+    env["VIRTUAL_ENV"] = str(VENV)
+    env["PATH"] = os.pathsep.join([str(venv_python().parent),
+                                   env.get("PATH", "")])
+    if not (env.get("OS_CLOUD") or env.get("OS_AUTH_URL")):
+        endpoint = embedded_endpoint(state_dir)
+        if endpoint:
+            env["OS_AUTH_TYPE"] = "none"
+            env["OS_ENDPOINT"] = f"{endpoint}/v1"
     # The token travels in the environment, out of sight of ps.
     token = env.setdefault("JUPYTER_TOKEN", secrets.token_urlsafe(24))
     url = (f"http://127.0.0.1:{args.lab_port}/lab/tree/{NOTEBOOK}"

@@ -189,7 +189,7 @@ def _probe(conn, where, cloud=None):
     return endpoint
 
 
-def connect(cloud=None, state_dir=None, port=None):
+def connect(cloud=None, state_dir=None, port=None, embedded_only=False):
     """Connect to Barbican: the configured cloud, or the embedded server.
 
     Introduced in ``notebooks/01-order-an-aes-key.ipynb``.
@@ -197,10 +197,12 @@ def connect(cloud=None, state_dir=None, port=None):
     :param cloud: a ``clouds.yaml`` entry name; overrides ``OS_CLOUD``.
     :param state_dir: the embedded server's state folder, if not default.
     :param port: the embedded server's port, if not 9311.
+    :param embedded_only: use the embedded server even when a cloud is
+        configured (a lesson that pauses the server's own worker).
     :returns: an openstacksdk connection that has answered once.
     :raises LabError: nothing usable answers; the message says why.
     """
-    if cloud or cloud_configured():
+    if not embedded_only and (cloud or cloud_configured()):
         with _binder_advice():
             conn = _cloud_connection(cloud)
             _probe(conn, describe(conn), cloud_facts(conn))

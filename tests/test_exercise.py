@@ -209,3 +209,11 @@ def test_secret_metadata_only(conn, cleanup):
     assert (secret.name, secret.status, secret.bit_length) == (
         "Order for an AES key", "ACTIVE", 256)
     assert secret.payload is None  # metadata only: no key in the object
+
+
+def test_embedded_only_ignores_a_configured_cloud(server, monkeypatch):
+    monkeypatch.setenv("OS_CLOUD", "a-cloud-that-is-not-there")
+    with pytest.raises(helpers.LabError):
+        helpers.connect(state_dir=server.state_dir)
+    conn = helpers.connect(state_dir=server.state_dir, embedded_only=True)
+    assert helpers.describe(conn).startswith("embedded Barbican")

@@ -396,6 +396,17 @@ def test_lab_command_on_a_fresh_copy(tmp_path):
         barbican = embedded.status(state_dir).pid
         assert kernel and jupyterlab and barbican
 
+        # What JupyterLab's terminals inherit: the exercise's commands
+        # verbatim against this Barbican, with the lab's own openstack.
+        environ = dict(
+            item.split("=", 1) for item in Path(
+                f"/proc/{jupyterlab}/environ").read_text().split("\0")
+            if "=" in item)
+        assert environ["OS_AUTH_TYPE"] == "none"
+        assert environ["OS_ENDPOINT"] == f"http://127.0.0.1:{port}/v1"
+        assert environ["PATH"].split(os.pathsep)[0] == str(
+            copy / ".venv" / "bin")
+
         assert run.ctrl_c() == 0, run.output[-3000:]
     finally:
         run.kill(state_dir, jupyter / "runtime")
