@@ -48,7 +48,7 @@ REFUSED = [
     (None, "100", "Barbican refused it (HTTP 400"),
     (None, "abc", "Bit length 'abc' is not a whole number."),
     (None, "200", "ended in ERROR (Barbican's error code 500"),
-    ("3des", "256", "Secret generate supported plugin not found"),
+    ("hmacsha256", "512", "Barbican could not make that key"),
 ]
 
 
@@ -57,8 +57,8 @@ def test_refused_orders_are_explained_in_the_panel(notebook):
     for algorithm, bits, words in REFUSED:
         if algorithm:
             panel.choose_algorithm(algorithm)
-            # The form offers the lengths this algorithm accepts.
-            expect(panel.bit_length).to_have_value("192")
+            # The form switches to a length this algorithm accepts.
+            expect(panel.bit_length).to_have_value("256")
         panel.type_bit_length(bits)
         panel.click("lab-submit")
         expect(panel.error).to_contain_text(words)
