@@ -14,8 +14,8 @@ import platform
 import signal
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -122,24 +122,11 @@ def _pending(args):
 
 def _start_both(ours, ref):
     """Start our server and (unless ``None``) the reference side by side."""
-    failures = []
-
-    def start_ref():
-        try:
-            ref.start()
-        except Exception as exc:  # re-raised below, in this thread
-            failures.append(exc)
-
-    starting = threading.Thread(target=start_ref, daemon=True)
-    if ref is not None:
-        starting.start()
-    try:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        starting = pool.submit(ref.start) if ref is not None else None
         ours.start()
-    finally:
-        if ref is not None:
-            starting.join()
-    if failures:
-        raise failures[0]
+        if starting is not None:
+            starting.result()  # the reference's failure, raised here
 
 
 def measure(args, counts, workdir):

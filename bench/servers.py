@@ -215,15 +215,12 @@ class Reference:
         """Prepare the state folder, launch uWSGI; seconds to healthy."""
         started = time.monotonic()
         prepare_state(self.state_dir, self.endpoint)
-        log = open(self.state_dir / "uwsgi.log", "ab")
-        try:
+        with open(self.state_dir / "uwsgi.log", "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), cwd=self.state_dir,
                 env=child_env(self.state_dir), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        finally:
-            log.close()
         try:
             return wait_healthy(self.endpoint, started, timeout,
                                 self.process)

@@ -16,6 +16,7 @@ counted at the HTTP adapter under each waiter's own connection
 """
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -58,11 +59,10 @@ class SqliteHold:
         pass
 
     def _set(self, order_uuids, status):
-        with contextlib.closing(sqlite3.connect(
-                _database(self.state_dir), timeout=30)) as db:
-            with db:
-                db.executemany("UPDATE orders SET status = ? WHERE id = ?",
-                               [(status, u) for u in order_uuids])
+        database = sqlite3.connect(_database(self.state_dir), timeout=30)
+        with contextlib.closing(database) as db, db:
+            db.executemany("UPDATE orders SET status = ? WHERE id = ?",
+                           [(status, u) for u in order_uuids])
 
     def ordered(self, order_uuids):
         self._set(order_uuids, "PENDING")
@@ -236,7 +236,7 @@ def _held(hold_source, state_dir, delays, hold):
 def _schedule(waiter):
     sent = waiter.requests()
     steady = [t for t in sent if t >= STEADY_AFTER]
-    gaps = [b - a for a, b in zip(steady, steady[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(steady)]
     # Requests per second once backed off: the most that fall in any one
     # second after the first two.
     busiest = max((sum(1 for u in steady if t <= u < t + 1.0)
