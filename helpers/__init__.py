@@ -2,47 +2,66 @@
 
 The notebooks, the command line (``python -m helpers``) and the tests all
 call these functions; the notebook's buttons are a thin layer over them.
+
+Names are imported when first used: the embedded server's own processes
+import this package too, and must not pay for pandas, openstacksdk and
+ipywidgets, which only the learner's side needs.
 """
 
-from helpers.checks import check_work, checks_table
-from helpers.cleanup import clean_up
-from helpers.connection import connect, describe
-from helpers.embedded import pause_worker, resume_worker
+import importlib
+import sys
+
 from helpers.errors import (AuthError, ConnectError, InvalidInput,
                             KeyFileExists, LabError, NotFound, NotReady,
                             OrderFailed, OrderTimeout, Refused, ServerError,
                             WaitCancelled)
+# Eager, and after its module: helpers.hexdump is the function, never the
+# submodule of the same name that a later import would otherwise leave.
 from helpers.hexdump import hexdump
-from helpers.orders import (KEY_ALGORITHMS, KEY_BIT_LENGTHS, KEY_MODES,
-                            delete_order, get_order, order_key,
-                            wait_for_order)
-from helpers.secrets import (delete_secret, fetch_key, get_payload,
-                             get_secret, save_key, secret_of)
-from helpers.notebook import setup_notebook, show_progress
-from helpers.tables import hexdump_table, order_table, secret_table
+
+# Each public name and the module that holds it.
+_WHERE = {
+    "connect": "connection", "describe": "connection",
+    "order_key": "orders", "get_order": "orders",
+    "wait_for_order": "orders", "delete_order": "orders",
+    "KEY_ALGORITHMS": "orders", "KEY_BIT_LENGTHS": "orders",
+    "KEY_MODES": "orders",
+    "fetch_key": "secrets", "get_payload": "secrets", "get_secret": "secrets",
+    "secret_of": "secrets", "save_key": "secrets",
+    "delete_secret": "secrets",
+    "order_table": "tables", "secret_table": "tables",
+    "hexdump_table": "tables",
+    "check_work": "checks", "checks_table": "checks",
+    "clean_up": "cleanup",
+    "show_progress": "notebook", "setup_notebook": "notebook",
+    "ExercisePanel": "panel",
+    "pause_worker": "embedded", "resume_worker": "embedded",
+    "worker_controls": "worker_controls",
+}
 
 
 def __getattr__(name):
-    # The panel imports ipywidgets; load it only when a notebook asks.
-    if name == "ExercisePanel":
-        from helpers.panel import ExercisePanel
-        return ExercisePanel
-    if name == "worker_controls":
-        from helpers.worker_controls import worker_controls
-        return worker_controls
-    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+    if name in _WHERE:
+        module = importlib.import_module(f"helpers.{_WHERE[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    try:  # a submodule, as in helpers.embedded.switch_mode(...)
+        return importlib.import_module(f"helpers.{name}")
+    except ModuleNotFoundError:
+        raise AttributeError(
+            f"module 'helpers' has no attribute {name!r}") from None
 
 
-setup_notebook()
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
 
-__all__ = [
-    "connect", "describe", "order_key", "get_order", "wait_for_order",
-    "delete_order", "fetch_key", "get_payload", "get_secret", "secret_of",
-    "save_key", "delete_secret", "hexdump", "order_table", "secret_table",
-    "hexdump_table", "check_work", "checks_table", "clean_up",
-    "show_progress", "ExercisePanel", "pause_worker", "resume_worker",
-    "worker_controls", "KEY_ALGORITHMS", "KEY_BIT_LENGTHS",
-    "KEY_MODES",
+
+if "IPython" in sys.modules:
+    # In a notebook: errors as advice, hrefs uncut (see helpers.notebook).
+    importlib.import_module("helpers.notebook").setup_notebook()
+
+__all__ = sorted(_WHERE) + ["hexdump",
     "LabError", "AuthError", "ConnectError", "InvalidInput", "KeyFileExists",
     "NotFound", "NotReady", "OrderFailed", "OrderTimeout", "Refused",
     "ServerError", "WaitCancelled",

@@ -11,14 +11,13 @@ import os
 import sys
 
 from helpers import embedded
-from helpers.connection import connect, describe
 from helpers.errors import LabError
 from helpers.hexdump import hexdump, iter_hexdump
-from helpers.orders import (DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
-                            DEFAULT_MODE, DEFAULT_NAME, delete_order,
-                            order_key, wait_for_order)
-from helpers.secrets import delete_secret, fetch_key, save_key
-from helpers.tables import order_table
+
+# The modules that talk to Barbican are imported in check() alone: `server
+# start` must not wait for openstacksdk and pandas to load.
+from helpers.exercise import (DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
+                              DEFAULT_MODE, DEFAULT_NAME)
 
 LOG = logging.getLogger("helpers")
 
@@ -105,6 +104,11 @@ def _progress(order, elapsed):
 
 
 def check(args):
+    from helpers.connection import connect, describe
+    from helpers.orders import delete_order, order_key, wait_for_order
+    from helpers.secrets import delete_secret, fetch_key, save_key
+    from helpers.tables import order_table
+
     conn = connect(state_dir=args.state_dir)
     _say(f"Barbican: {describe(conn)}")
     order = order_key(conn, name=args.name, algorithm=args.algorithm,

@@ -101,7 +101,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m helpers.wsgi")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=8)
+    # Two threads: with more, sqlite answers "database is locked" to some
+    # of 30 learners ordering at once (measured by bench/); with two, none,
+    # at the same throughput.
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

@@ -130,7 +130,7 @@ def test_wait_times_out_on_a_pending_order(conn, server, cleanup):
     _force_pending(server, order)
     reads = []
     with pytest.raises(OrderTimeout) as caught:
-        helpers.wait_for_order(conn, order, timeout=1.5,
+        helpers.wait_for_order(conn, order.order_ref, timeout=1.5,
                                progress=lambda o, t: reads.append(t))
     assert "still PENDING after 2 s" in str(caught.value)
     assert "worker" in caught.value.hint
@@ -147,7 +147,8 @@ def test_wait_can_be_cancelled(conn, server, cleanup):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(WaitCancelled, match="still PENDING"):
-        helpers.wait_for_order(conn, order, timeout=30, cancel=cancel)
+        helpers.wait_for_order(conn, order.order_ref, timeout=30,
+                               cancel=cancel)
 
 
 def test_save_key_is_private_and_never_clobbers(tmp_path):
@@ -217,3 +218,13 @@ def test_embedded_only_ignores_a_configured_cloud(server, monkeypatch):
         helpers.connect(state_dir=server.state_dir)
     conn = helpers.connect(state_dir=server.state_dir, embedded_only=True)
     assert helpers.describe(conn).startswith("embedded Barbican")
+
+
+def test_an_order_already_read_as_active_is_not_read_again(conn, cleanup):
+    order = helpers.order_key(conn)
+    cleanup += [order.order_ref, order.secret_ref]
+    assert order.status == "ACTIVE"  # the synchronous server is that quick
+    calls = []
+    assert helpers.wait_for_order(
+        conn, order, progress=lambda o, t: calls.append(t)) is order
+    assert calls == [0.0]

@@ -247,3 +247,15 @@ def test_a_proxy_in_the_environment_is_not_asked_for_127_0_0_1(
     conn = helpers.connect(state_dir=state_dir)
     order = helpers.wait_for_order(conn, helpers.order_key(conn))
     assert len(helpers.fetch_key(conn, order)) == 32
+
+
+def test_server_process_loads_no_learner_side_libraries():
+    # pandas, openstacksdk and ipywidgets cost the server ~60 MB and ~0.7 s
+    # at every start; it needs none of them.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, helpers.wsgi, helpers.worker; "
+         "print(sorted(m for m in ('pandas', 'openstack', 'ipywidgets') "
+         "if m in sys.modules))"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True, timeout=60)
+    assert probe.stdout.strip() == "[]", probe.stderr
