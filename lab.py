@@ -376,6 +376,22 @@ def ignore_interruptions():
         signal.signal(number, signal.SIG_IGN)
 
 
+def split_test_arguments(argv):
+    """Split ``argv`` at the ``test`` command: lab.py's part, pytest's part.
+
+    The word "test" given as an option's value (--state-dir test) is not
+    the command.
+    """
+    takes_value = {"--port", "--lab-port", "--state-dir"}
+    position = 0
+    while position < len(argv):
+        word = argv[position]
+        if word == "test":
+            return argv[:position + 1], argv[position + 1:]
+        position += 2 if word in takes_value else 1
+    return argv, []
+
+
 def main():
     parser = argparse.ArgumentParser(
         description="Open barbican-lab in JupyterLab, or run its tests.")
@@ -392,10 +408,14 @@ def main():
                              "API, message broker (RabbitMQ) and a worker; "
                              "orders start PENDING")
     commands = parser.add_subparsers(dest="command")
-    test = commands.add_parser("test", help="run the test suite")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                      help="passed on to pytest")
-    args = parser.parse_args()
+    commands.add_parser(
+        "test", help="run the test suite; what follows goes to pytest "
+                     "(e.g. python3 lab.py test -q -m 'not browser')")
+    # Whatever follows "test" is pytest's, options included: argparse's
+    # REMAINDER would refuse one that comes first, such as -q.
+    argv, pytest_args = split_test_arguments(sys.argv[1:])
+    args = parser.parse_args(argv)
+    args.pytest_args = pytest_args
     for name in ("port", "lab_port"):
         value = getattr(args, name)
         if value is not None and not 0 < value < 65536:

@@ -356,14 +356,6 @@ def test_worker_controls_pause_and_resume(async_server, worker_back):
     assert embedded.status(state_dir).part("worker").state == "running"
 
 
-def test_notebook_is_stored_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
-    assert "widgets" not in nb.metadata
-
-
 def _texts(nb):
     for cell in nb.cells:
         for output in cell.get("outputs", []):

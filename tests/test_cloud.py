@@ -9,7 +9,6 @@ an openrc's ``OS_*`` variables, or a ``clouds.yaml`` entry chosen with
 
 import html
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -18,7 +17,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.error
@@ -27,7 +25,6 @@ from dataclasses import dataclass
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -35,6 +32,7 @@ import helpers
 import testcloud
 from helpers import embedded
 from conftest import ROOT, require
+from kernels import Kernel
 
 pytestmark = pytest.mark.cloud
 
@@ -322,46 +320,6 @@ def test_notebook_runs_headless_against_the_cloud(clouds, kind, form,
     assert_no_secrets(cloud, out)
 
 
-class Kernel:
-    """A real ipykernel in ``cwd``; ``run`` returns what the code printed."""
-
-    def __init__(self, cwd, env):
-        self.manager, self.client = start_new_kernel(
-            kernel_name="python3", cwd=str(cwd), env=env)
-
-    def run(self, code):
-        out = []
-
-        def keep(msg):
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append(f"ERROR {msg['content']['ename']}: "
-                           f"{msg['content']['evalue']}")
-
-        reply = self.client.execute_interactive(
-            textwrap.dedent(code), output_hook=keep, timeout=120)
-        text = "".join(out)
-        assert reply["content"]["status"] == "ok", text
-        return text
-
-    def panel(self, action):
-        """Run ``action`` on ``panel`` and return the panel's state."""
-        text = self.run(f"""
-            {action}
-            state = panel.state()
-            for view in ("order_view", "secret_view", "hexdump_view"):
-                state[view] = getattr(panel, view).value
-            state["order_ref"] = panel.order and panel.order.order_ref
-            print("STATE" + json.dumps(state))
-        """)
-        return json.loads(text.split("STATE", 1)[1])
-
-    def shutdown(self):
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
-
-
 @pytest.fixture
 def kernel(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
@@ -389,16 +347,16 @@ def test_panel_click_path_against_the_cloud(clouds, kernel, tmp_path,
     cloud = clouds["tls"]
     found = variables(cloud, "openrc", user="learner2")
     kernel.run(panel_setup(found))
-    state = kernel.panel("panel.submit_button.click()")
+    state = kernel.panel_state("panel.submit_button.click()")
     assert state["message"] == "" and state["status"] == "ACTIVE"
     assert state["order_ref"].startswith(f"{cloud.barbican_url}/v1/orders/")
-    state = kernel.panel("panel.wait_button.click(); panel.join(30)")
+    state = kernel.panel_state("panel.wait_button.click(); panel.join(30)")
     assert state["status"] == "ACTIVE"
-    state = kernel.panel("panel.fetch_button.click()")
+    state = kernel.panel_state("panel.fetch_button.click()")
     assert "Saved 32 bytes (256 bits)" in state["message"]
     key_file = tmp_path / "ordered_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    state = kernel.panel("panel.hexdump_button.click()")
+    state = kernel.panel_state("panel.hexdump_button.click()")
     key = key_file.read_bytes()
     assert html.escape(helpers.hexdump(key)) in state["hexdump_view"]
 
@@ -631,7 +589,7 @@ def test_each_mistake_gives_one_clear_line(clouds, learner, tmp_path,
         notebook_error(nb, error, at_connect)
 
         kernel.run(panel_setup(found, "openstack.connect()"))
-        state = kernel.panel("panel.submit_button.click()")
+        state = kernel.panel_state("panel.submit_button.click()")
         panel_error(at_click, state)
         assert state["status"] is None and not state["enabled"]["fetch"]
 
@@ -650,7 +608,8 @@ def test_keystone_down(clouds, learner, tmp_path, kernel):
         nb, error = run_notebook(tmp_path / "notebooks", found)
         notebook_error(nb, error, at_connect)
         kernel.run(panel_setup(found, "openstack.connect()"))
-        panel_error(at_click, kernel.panel("panel.submit_button.click()"))
+        panel_error(at_click,
+                    kernel.panel_state("panel.submit_button.click()"))
 
 
 def test_barbican_down_while_keystone_is_up(clouds, learner, tmp_path,
@@ -669,10 +628,10 @@ def test_barbican_down_while_keystone_is_up(clouds, learner, tmp_path,
         assert result.stderr == f"error: {expected}\n"
         nb, error = run_notebook(tmp_path / "notebooks", found)
         notebook_error(nb, error, expected)
-        state = kernel.panel("panel.submit_button.click()")
+        state = kernel.panel_state("panel.submit_button.click()")
         panel_error(barbican_down(cloud, "order a key"), state)
     # Back up: the same panel works again.
-    state = kernel.panel("panel.submit_button.click()")
+    state = kernel.panel_state("panel.submit_button.click()")
     assert state["status"] == "ACTIVE" and state["message"] == ""
 
 

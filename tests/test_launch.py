@@ -593,3 +593,16 @@ def _answers(base):
         return get(f"{base}/api", "")[0] == 200
     except OSError:
         return False
+
+
+def test_lab_passes_everything_after_test_to_pytest():
+    spec = importlib.util.spec_from_file_location("lab", ROOT / "lab.py")
+    lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab)
+    assert lab.split_test_arguments(["test", "-q", "-m", "not browser"]) == (
+        ["test"], ["-q", "-m", "not browser"])
+    assert lab.split_test_arguments(
+        ["--state-dir", "test", "test", "-x"]) == (
+        ["--state-dir", "test", "test"], ["-x"])
+    assert lab.split_test_arguments(["--port", "9312"]) == (
+        ["--port", "9312"], [])

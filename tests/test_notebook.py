@@ -2,20 +2,18 @@
 session's real Barbican."""
 
 import html
-import json
 import os
 import re
 import shutil
 import sqlite3
 import stat
-import textwrap
 
 import nbformat
 import pytest
-from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
 from conftest import ROOT
+from kernels import Kernel
 
 NOTEBOOK = ROOT / "notebooks" / "01-order-an-aes-key.ipynb"
 
@@ -26,8 +24,10 @@ def kernel_env(server):
     return env
 
 
-def test_notebook_is_stored_without_outputs():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+@pytest.mark.parametrize(
+    "path", sorted(NOTEBOOK.parent.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
@@ -77,50 +77,10 @@ def test_notebook_runs_top_to_bottom_in_a_fresh_kernel(server, tmp_path,
 
 
 PANEL_SETUP = """
-import json, helpers, threading
+import helpers
 conn = helpers.connect()
 panel = helpers.ExercisePanel(conn, key_file="ordered_key", timeout={timeout})
-def report():
-    state = panel.state()
-    state["order_ref"] = panel.order.order_ref if panel.order else None
-    state["secret_ref"] = panel.order.secret_ref if panel.order else None
-    for view in ("order_view", "secret_view", "hexdump_view",
-                 "hexdump_table_view", "checks_view"):
-        state[view] = getattr(panel, view).value
-    print("STATE" + json.dumps(state))
 """
-
-
-class Kernel:
-    """A real ipykernel; ``run`` executes code and returns its stdout."""
-
-    def __init__(self, cwd, env):
-        self.manager, self.client = start_new_kernel(
-            kernel_name="python3", cwd=str(cwd), env=env)
-
-    def run(self, code):
-        out = []
-
-        def hook(msg):
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append("ERROR " + msg["content"]["ename"] + ": "
-                           + msg["content"]["evalue"])
-
-        reply = self.client.execute_interactive(
-            textwrap.dedent(code), output_hook=hook, timeout=120)
-        text = "".join(out)
-        assert reply["content"]["status"] == "ok", text
-        return text
-
-    def state(self, action=""):
-        text = self.run(f"{action}\nreport()")
-        return json.loads(text.split("STATE", 1)[1])
-
-    def shutdown(self):
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 @pytest.fixture
@@ -132,14 +92,14 @@ def kernel(server, tmp_path):
 
 def test_panel_click_path(kernel, tmp_path, conn):
     kernel.run(PANEL_SETUP.format(timeout=30))
-    state = kernel.state()
+    state = kernel.panel_state()
     assert state["status"] is None and "NO ORDER" in state["badge"]
     assert state["enabled"] == {
         "submit": True, "check": False, "wait": False, "stop": False,
         "fetch": False, "hexdump": False, "check_work": False,
         "clean_up": True}
 
-    state = kernel.state("panel.submit_button.click()")
+    state = kernel.panel_state("panel.submit_button.click()")
     assert state["message"] == ""
     assert state["status"] == "ACTIVE" and ">ACTIVE<" in state["badge"]
     assert html.escape(
@@ -149,15 +109,15 @@ def test_panel_click_path(kernel, tmp_path, conn):
     assert state["order_ref"] in state["order_view"]
     assert state["enabled"]["fetch"] and not state["enabled"]["hexdump"]
 
-    state = kernel.state("panel.wait_button.click(); panel.join(30)")
+    state = kernel.panel_state("panel.wait_button.click(); panel.join(30)")
     assert state["status"] == "ACTIVE"
     assert state["secret_ref"] in state["message"]
 
-    state = kernel.state("panel.check_button.click()")
+    state = kernel.panel_state("panel.check_button.click()")
     assert f"openstack secret order get {state['order_ref']}" in (
         state["cli"])
 
-    state = kernel.state("panel.fetch_button.click()")
+    state = kernel.panel_state("panel.fetch_button.click()")
     assert "Saved 32 bytes (256 bits)" in state["message"]
     assert html.escape(
         f"openstack secret get --file ordered_key --payload_content_type "
@@ -167,19 +127,19 @@ def test_panel_click_path(kernel, tmp_path, conn):
     key_file = tmp_path / "ordered_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
-    state = kernel.state("panel.hexdump_button.click()")
+    state = kernel.panel_state("panel.hexdump_button.click()")
     import helpers
     key = key_file.read_bytes()
     assert key == helpers.fetch_key(conn, state["order_ref"])
     assert html.escape(helpers.hexdump(key)) in state["hexdump_view"]
     assert "hexdump -C ordered_key" in state["cli"]
 
-    state = kernel.state("panel.check_work_button.click()")
+    state = kernel.panel_state("panel.check_work_button.click()")
     assert "All checks pass" in state["message"]
     assert state["checks_view"].count("✔") == 5
 
     order_ref, secret_ref = state["order_ref"], state["secret_ref"]
-    state = kernel.state("panel.clean_up_button.click()")
+    state = kernel.panel_state("panel.clean_up_button.click()")
     assert f"deleted secret {secret_ref}" in state["message"]
     assert f"deleted order {order_ref}" in state["message"]
     assert not key_file.exists()
@@ -195,7 +155,7 @@ def test_cleanup_deletes_exactly_what_the_notebook_created(kernel, conn,
     cleanup.append(outsider.order_ref)
     (tmp_path / "notes.txt").write_text("mine")
     kernel.run(PANEL_SETUP.format(timeout=30))
-    state = kernel.state("panel.submit_button.click(); "
+    state = kernel.panel_state("panel.submit_button.click(); "
                          "panel.fetch_button.click()")
     report = kernel.run(f"""
         for line in helpers.clean_up(conn, extra=[{outsider.order_ref!r},
@@ -212,14 +172,14 @@ def test_cleanup_deletes_exactly_what_the_notebook_created(kernel, conn,
 
 def test_panel_errors_show_in_the_panel(kernel, server, conn, cleanup):
     kernel.run(PANEL_SETUP.format(timeout=2))
-    state = kernel.state("panel.bit_length.value = '100'; "
+    state = kernel.panel_state("panel.bit_length.value = '100'; "
                          "panel.submit_button.click()")
     assert "Provided field value is not supported" in state["message"]
     assert "What to do:" in state["message"]
     assert "Traceback" not in state["message"]
     assert state["status"] is None and not state["enabled"]["fetch"]
 
-    state = kernel.state("panel.algorithm.value = 'aes'; "
+    state = kernel.panel_state("panel.algorithm.value = 'aes'; "
                          "panel.bit_length.value = '256'; "
                          "panel.algorithm.value = 'aes'; "
                          "panel.submit_button.click()")
@@ -231,10 +191,10 @@ def test_panel_errors_show_in_the_panel(kernel, server, conn, cleanup):
     with sqlite3.connect(server.state_dir / "barbican.sqlite") as db:
         db.execute("UPDATE orders SET status = 'PENDING' WHERE id = ?",
                    (uuid,))
-    state = kernel.state("panel.check_button.click()")
+    state = kernel.panel_state("panel.check_button.click()")
     assert state["status"] == "PENDING" and not state["enabled"]["fetch"]
     assert state["enabled"]["wait"]
-    state = kernel.state("panel.wait_button.click(); panel.join(30)")
+    state = kernel.panel_state("panel.wait_button.click(); panel.join(30)")
     assert re.search(r"still PENDING after [23] s", state["message"])
     assert "worker" in state["message"]
     assert state["enabled"]["wait"] and not state["enabled"]["stop"]
@@ -250,20 +210,20 @@ def test_stop_waiting_and_a_stopped_server(tmp_path, conn):
     k = Kernel(tmp_path, env)
     try:
         k.run(PANEL_SETUP.format(timeout=60))
-        state = k.state("panel.submit_button.click()")
+        state = k.panel_state("panel.submit_button.click()")
         uuid = state["order_ref"].rsplit("/", 1)[1]
         with sqlite3.connect(state_dir / "barbican.sqlite") as db:
             db.execute("UPDATE orders SET status = 'PENDING' WHERE id = ?",
                        (uuid,))
-        state = k.state("panel.check_button.click(); "
+        state = k.panel_state("panel.check_button.click(); "
                         "panel.wait_button.click()")
         assert state["enabled"]["stop"] and not state["enabled"]["submit"]
-        state = k.state("panel.stop_button.click(); panel.join(10)")
+        state = k.panel_state("panel.stop_button.click(); panel.join(10)")
         assert "Stopped waiting" in state["message"]
         assert not state["enabled"]["stop"]
 
         embedded.stop(state_dir)
-        state = k.state("panel.submit_button.click()")
+        state = k.panel_state("panel.submit_button.click()")
         assert "nothing answers at Barbican" in state["message"]
         assert "python -m helpers server start" in state["message"]
         assert "Traceback" not in state["message"]
@@ -291,9 +251,9 @@ def test_lab_errors_in_cells_read_as_advice_not_tracebacks(kernel):
 
 def test_refused_order_clears_the_earlier_one_from_the_panel(kernel):
     kernel.run(PANEL_SETUP.format(timeout=30))
-    state = kernel.state("panel.submit_button.click()")
+    state = kernel.panel_state("panel.submit_button.click()")
     assert state["status"] == "ACTIVE" and state["order_view"]
-    state = kernel.state("panel.bit_length.value = '100'; "
+    state = kernel.panel_state("panel.bit_length.value = '100'; "
                          "panel.submit_button.click()")
     assert "not supported" in state["message"]
     assert state["status"] is None and "NO ORDER" in state["badge"]
@@ -304,18 +264,18 @@ def test_refused_order_clears_the_earlier_one_from_the_panel(kernel):
 def test_fetch_replaces_the_key_file_the_panel_saved_itself(kernel,
                                                             tmp_path):
     kernel.run(PANEL_SETUP.format(timeout=30))
-    first = kernel.state("panel.submit_button.click(); "
+    first = kernel.panel_state("panel.submit_button.click(); "
                          "panel.fetch_button.click()")
     key_file = tmp_path / "ordered_key"
     first_key = key_file.read_bytes()
-    second = kernel.state("panel.submit_button.click(); "
+    second = kernel.panel_state("panel.submit_button.click(); "
                           "panel.fetch_button.click()")
     assert "Saved 32 bytes" in second["message"]
     assert second["order_ref"] != first["order_ref"]
     assert key_file.read_bytes() != first_key
 
     key_file.write_bytes(b"the learner's own file")
-    third = kernel.state("panel.submit_button.click(); "
+    third = kernel.panel_state("panel.submit_button.click(); "
                          "panel.fetch_button.click()")
     assert "already exists and holds something else" in third["message"]
     assert key_file.read_bytes() == b"the learner's own file"
