@@ -23,6 +23,7 @@ from bench import load, memory, notebook, roundtrip, startup, waiting
 from bench.figures import render
 from bench.servers import Embedded, Reference, free_port
 from helpers import broker
+from helpers.wsgi import THREADS
 
 LOG = logging.getLogger("bench")
 
@@ -198,7 +199,8 @@ def report(figures, facts, counts, started_load, seconds, args):
           f"{_loadavg()} at end")
     print(f"python {facts['python']}, barbican {facts['barbican']}, "
           f"openstacksdk {facts['openstacksdk']}; ours: waitress "
-          f"{facts['waitress']} (1 process x 8 threads); reference: uWSGI "
+          f"{facts['waitress']} (1 process x {THREADS} threads); reference: "
+          f"uWSGI "
           f"{facts['uwsgi']} ({shape})")
     print("counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     print()

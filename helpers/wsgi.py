@@ -20,6 +20,11 @@ LAB_PROJECT_ID = "6c616200000000000000000000000001"
 LAB_USER_ID = "6c616200000000000000000000000002"
 LAB_ROLES = "member,reader,creator"
 
+# With more threads, sqlite answers "database is locked" to some of 30
+# learners ordering at once (measured by bench/); with two, none, at the
+# same throughput.
+THREADS = 2
+
 PASTE_INI = """\
 [composite:main]
 use = egg:Paste#urlmap
@@ -101,10 +106,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m helpers.wsgi")
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--port", type=int, required=True)
-    # Two threads: with more, sqlite answers "database is locked" to some
-    # of 30 learners ordering at once (measured by bench/); with two, none,
-    # at the same throughput.
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=THREADS)
     args = parser.parse_args(argv)
 
     logging.basicConfig(
