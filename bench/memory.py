@@ -66,7 +66,8 @@ def _kernel_rss(state_dir):
 # helpers loads its modules when first used: time what the notebook's
 # first cells use, not the bare package.
 IMPORT_HELPERS = ("import helpers\n"
-                  "helpers.connect, helpers.order_key, helpers.order_table")
+                  "_ = (helpers.connect, helpers.order_key, "
+                  "helpers.order_table)")
 
 
 def _import_seconds(module, state_dir):
