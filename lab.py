@@ -396,7 +396,8 @@ def main():
     parser = argparse.ArgumentParser(
         description="Open barbican-lab in JupyterLab, or run its tests.")
     parser.add_argument("--port", type=int, default=None,
-                        help="embedded Barbican's port (default 9311)")
+                        help="embedded Barbican's port (default: the one it used "
+                             "last, or 9311)")
     parser.add_argument("--lab-port", type=int, default=8888,
                         help="JupyterLab's port (default 8888)")
     parser.add_argument("--state-dir", default=None,

@@ -48,7 +48,9 @@ def __getattr__(name):
         return value
     try:  # a submodule, as in helpers.embedded.switch_mode(...)
         return importlib.import_module(f"helpers.{name}")
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name != f"helpers.{name}":
+            raise  # a missing dependency: say which
         raise AttributeError(
             f"module 'helpers' has no attribute {name!r}") from None
 

@@ -324,8 +324,22 @@ def start_broker(state_dir, timeout=START_TIMEOUT, keep_ports=False):
     """
     state_dir = Path(state_dir)
     paths = _paths(state_dir)
-    if _broker_pid(paths, state_dir) is not None and _answers(paths):
-        return
+    running = _broker_pid(paths, state_dir)
+    if running is not None:
+        # Running already, perhaps still booting: wait for it, and never
+        # start a second broker whose pid file would hide the first.
+        deadline = time.monotonic() + timeout
+        while not _answers(paths):
+            if not processes.is_alive(running):
+                break
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"RabbitMQ (pid {running}) runs but does not answer.",
+                    "Restart the lab's server: python -m helpers server "
+                    "stop, then start.")
+            time.sleep(0.2)
+        else:
+            return
     server, epmd = _programs()
     paths["base"].mkdir(mode=0o700, exist_ok=True)
     ports = _choose_ports(paths, keep_ports)

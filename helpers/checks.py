@@ -54,7 +54,14 @@ def check_work(conn, order, key_file=DEFAULT_KEY_FILE):
                             "Fetch the key into it (step 3)."))
         return checks
     checks.append(Check(True, f"{path.name} exists."))
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        checks.append(Check(False, f"{path.name} cannot be read: "
+                                   f"{exc.strerror}.",
+                            f"Make it yours and private: chmod 600 "
+                            f"{path.name}."))
+        return checks
     checks.append(Check(
         len(data) == expected,
         f"{path.name} holds {len(data)} bytes; a {expected * 8}-bit key is "

@@ -89,8 +89,12 @@ def clean_up(conn, extra=(), confirm=None, created=CREATED):
         created.orders.remove(order_ref)
     for path in list(created.files):
         if created.owns_file(path):
-            path.unlink()
-            report.append(f"removed {path.name}")
+            try:
+                path.unlink()
+                report.append(f"removed {path.name}")
+            except OSError as exc:
+                report.append(f"could not remove {path.name}: "
+                              f"{exc.strerror}; remove it with rm")
         elif path.exists():
             # Someone saved other bytes there since (the CLI, say): theirs.
             report.append(f"left {path.name}: it changed since this "

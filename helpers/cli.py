@@ -105,6 +105,7 @@ def _progress(order, elapsed):
 
 def check(args):
     from helpers.connection import connect, describe
+    from helpers.errors import KeyFileExists, NotFound
     from helpers.orders import delete_order, order_key, wait_for_order
     from helpers.secrets import delete_secret, fetch_key, save_key
     from helpers.tables import order_table
@@ -114,24 +115,35 @@ def check(args):
     order = order_key(conn, name=args.name, algorithm=args.algorithm,
                       bit_length=args.bit_length, mode=args.mode)
     _say(f"Order href: {order.order_ref}")
-    order = wait_for_order(conn, order, timeout=args.timeout,
-                           progress=_progress)
-    _say(order_table(order).to_string(index=False))
-    _say(f"Secret href: {order.secret_ref}")
-    key = fetch_key(conn, order)
-    if args.file:
-        path = save_key(key, args.file, overwrite=args.overwrite)
-        _say(f"Saved {len(key)} bytes to {path} (mode 0600).")
-    _say(f"Key: {len(key)} bytes ({len(key) * 8} bits)")
-    sys.stdout.write(hexdump(key))
-    if not args.keep:
-        # A check run before every class must not pile up keys in the
-        # project: it takes away what it made.
-        delete_secret(conn, order.secret_ref)
-        delete_order(conn, order)
-        _say("Deleted this check's order and secret (--keep keeps them).")
+    try:
+        order = wait_for_order(conn, order, timeout=args.timeout,
+                               progress=_progress)
+        _say(order_table(order).to_string(index=False))
+        _say(f"Secret href: {order.secret_ref}")
+        key = fetch_key(conn, order)
+        if args.file:
+            try:
+                path = save_key(key, args.file, overwrite=args.overwrite)
+            except KeyFileExists as exc:
+                raise KeyFileExists(
+                    exc.message, "Add --overwrite to replace it, or choose "
+                    "another --file.") from exc
+            _say(f"Saved {len(key)} bytes to {path} (mode 0600).")
+        _say(f"Key: {len(key)} bytes ({len(key) * 8} bits)")
+        sys.stdout.write(hexdump(key))
+    finally:
+        if not args.keep:
+            # A check run before every class must not pile up keys in the
+            # project, whether it passed or not: it takes away what it made.
+            try:
+                if order.secret_ref:
+                    delete_secret(conn, order.secret_ref)
+                delete_order(conn, order)
+                _say("Deleted this check's order and secret (--keep keeps "
+                     "them).")
+            except (NotFound, LabError) as exc:
+                LOG.warning("could not delete this check's order: %s", exc)
     return 0
-
 
 def hexdump_file(args):
     try:
@@ -177,8 +189,8 @@ def build_parser():
     start = actions.add_parser("start", help="start it in the background",
                                parents=[state_dir])
     start.add_argument("--port", type=int, default=None,
-                       help=f"port on 127.0.0.1 (default "
-                            f"{embedded.DEFAULT_PORT})")
+                       help=f"port on 127.0.0.1 (default: the one it used "
+                            f"last, or {embedded.DEFAULT_PORT})")
     modes = start.add_mutually_exclusive_group()
     modes.add_argument(
         "--async", dest="mode", action="store_const", const=embedded.ASYNC,
@@ -254,10 +266,12 @@ def main(argv=None):
     except OSError as exc:
         if args.debug:
             LOG.exception("failed")
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}. Check that the path "
-              f"exists and that you may read and write there.",
-              file=sys.stderr)
+        if exc.filename:
+            print(f"error: {exc.strerror or exc}: {exc.filename}. Check "
+                  f"that the path exists and that you may read and write "
+                  f"there.", file=sys.stderr)
+        else:
+            print(f"error: {exc.strerror or exc}.", file=sys.stderr)
         return 1
     except Exception as exc:  # the one line promised above, for the unforeseen
         if args.debug:

@@ -196,7 +196,8 @@ def connect(cloud=None, state_dir=None, port=None, embedded_only=False):
 
     :param cloud: a ``clouds.yaml`` entry name; overrides ``OS_CLOUD``.
     :param state_dir: the embedded server's state folder, if not default.
-    :param port: the embedded server's port, if not 9311.
+    :param port: the embedded server's port, if it must start; by default
+        the one it used last, or 9311.
     :param embedded_only: use the embedded server even when a cloud is
         configured (a lesson that pauses the server's own worker).
     :returns: an openstacksdk connection that has answered once.

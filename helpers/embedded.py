@@ -490,7 +490,7 @@ def _start_async(state_dir, paths, port, endpoint, timeout):
     def start_broker():
         try:
             broker.start_broker(state_dir, timeout, keep_ports=True)
-        except ServerError as exc:
+        except Exception as exc:  # any failure, told in the main thread
             failures.append(exc)
 
     booting = threading.Thread(target=start_broker, name="broker-start")
@@ -502,7 +502,11 @@ def _start_async(state_dir, paths, port, endpoint, timeout):
         finally:
             booting.join()
         if failures:
-            raise failures[0]
+            if isinstance(failures[0], ServerError):
+                raise failures[0]
+            raise ServerError(
+                f"The message broker could not start: {failures[0]}.",
+                f"Its log is in {state_dir / 'rabbitmq'}.") from failures[0]
         worker.wait_for_worker(state_dir, process, timeout)
     except BaseException:
         # Half a server is no use: stop whatever parts did start (the lock
@@ -601,8 +605,9 @@ def pause_worker(state_dir=None):
     :raises ServerError: no asynchronous server runs here.
     """
     state_dir, _ = _paths(state_dir)
-    _running_async(state_dir, "pause")
-    return worker.pause_worker(state_dir)
+    with _state_lock(state_dir):
+        _running_async(state_dir, "pause")
+        return worker.pause_worker(state_dir)
 
 
 def resume_worker(state_dir=None, timeout=START_TIMEOUT):
@@ -615,13 +620,14 @@ def resume_worker(state_dir=None, timeout=START_TIMEOUT):
         stopped, or the worker could not start.
     """
     state_dir, _ = _paths(state_dir)
-    current = _running_async(state_dir, "resume")
-    if not current.part("broker").running:
-        raise ServerError(
-            "The worker cannot start: the message broker is stopped, so "
-            "there is no queue to read.",
-            "Start the missing parts: python -m helpers server start")
-    return worker.resume_worker(state_dir, timeout)
+    with _state_lock(state_dir):
+        current = _running_async(state_dir, "resume")
+        if not current.part("broker").running:
+            raise ServerError(
+                "The worker cannot start: the message broker is stopped, so "
+                "there is no queue to read.",
+                "Start the missing parts: python -m helpers server start")
+        return worker.resume_worker(state_dir, timeout)
 
 
 def stop_broker(state_dir=None):
@@ -630,7 +636,8 @@ def stop_broker(state_dir=None):
     :returns: ``True`` when it was running.
     """
     state_dir, _ = _paths(state_dir)
-    return broker.stop_broker(state_dir)
+    with _state_lock(state_dir):
+        return broker.stop_broker(state_dir)
 
 
 def start_broker(state_dir=None, timeout=START_TIMEOUT):
@@ -639,8 +646,9 @@ def start_broker(state_dir=None, timeout=START_TIMEOUT):
     :raises ServerError: it could not start.
     """
     state_dir, _ = _paths(state_dir)
-    broker.start_broker(state_dir, timeout, keep_ports=True)
-    return status(state_dir)
+    with _state_lock(state_dir):
+        broker.start_broker(state_dir, timeout, keep_ports=True)
+        return status(state_dir)
 
 
 def switch_mode(mode, state_dir=None, port=None):
@@ -664,12 +672,22 @@ def switch_mode(mode, state_dir=None, port=None):
     if port is None:
         port = int(current.endpoint.rsplit(":", 1)[1])
     LOG.info("switching the embedded Barbican to %s mode", MODE_NAMES[mode])
-    stop(state_dir)
-    try:
-        return start(state_dir, port, mode=mode)
-    except ServerError:
-        # Leave the learner a working server, in the mode it had.
-        LOG.warning("could not switch; starting the %s server again",
-                    current.mode_name)
-        start(state_dir, port, mode=current.mode)
-        raise
+    # One step under the lock: no other kernel may start a server between
+    # the stop and the start.
+    with _state_lock(current.state_dir):
+        _stop_locked(current.state_dir)
+        try:
+            return _start_locked(current.state_dir, port, START_TIMEOUT,
+                                 mode)
+        except ServerError:
+            # Leave the learner a working server, in the mode it had; the
+            # error that matters is the first one.
+            LOG.warning("could not switch; starting the %s server again",
+                        current.mode_name)
+            try:
+                _start_locked(current.state_dir, port, START_TIMEOUT,
+                              current.mode)
+            except ServerError:
+                LOG.exception("the %s server did not start again either",
+                              current.mode_name)
+            raise

@@ -102,7 +102,7 @@ def get_order(conn, order):
 def order_failure(order):
     """The :class:`OrderFailed` that explains an order in ERROR."""
     code = order.error_status_code
-    reason = shorten(order.error_reason or "no reason given")
+    reason = shorten(order.error_reason or "no reason given").rstrip(".")
     if str(code) == "400" or "plugin not found" in reason:
         hint = ("No Barbican plugin can make that key: order again with an "
                 "algorithm and bit length it supports (AES: 128, 192 or "

@@ -45,7 +45,8 @@ def _quote(text):
 def order_command(name, algorithm, bit_length, mode):
     """The ``openstack`` command that submits the same order."""
     command = (f"openstack secret order create key --name {_quote(name)} "
-               f"--algorithm {algorithm} --bit-length {bit_length}")
+               f"--algorithm {shlex.quote(str(algorithm))} "
+               f"--bit-length {shlex.quote(str(bit_length))}")
     if mode and mode != DEFAULT_MODE:  # the CLI's own default is cbc
         command += f" --mode {shlex.quote(mode)}"
     return command + ' -c "Order href" -f value'

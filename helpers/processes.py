@@ -10,12 +10,18 @@ other people's servers may run on the same machine.
 import errno
 import logging
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from helpers.errors import ServerError
+
+_ports = random.Random()
 
 LOG = logging.getLogger(__name__)
 
@@ -149,7 +155,10 @@ def runs_as(pid, *marks):
     line = command_line(pid)
     if line is None:
         return True
-    return all(str(mark) in line for mark in marks)
+    # A mark ends where a word or a path component does: /tmp/s is not
+    # the state folder /tmp/s2, nor -port 43 the port 4369.
+    return all(re.search(re.escape(str(mark)) + r"(?=$|[\s/'\"])", line)
+               for mark in marks)
 
 
 def spawn(argv, log_path, pid_path, env=None, cwd=None):
@@ -194,10 +203,16 @@ def terminate(pid, group=True, timeout=STOP_TIMEOUT):
     """
     _signal(pid, signal.SIGTERM, group)
     deadline = time.monotonic() + timeout
+    killed = False
     while is_alive(pid):
         if time.monotonic() > deadline:
+            if killed:
+                raise ServerError(
+                    f"Process {pid} did not stop, even when killed.",
+                    f"Stop it by hand (kill -9 {pid}), then try again.")
             LOG.warning("process %s ignored SIGTERM; killing it", pid)
             _signal(pid, signal.SIGKILL, True)
+            killed = True
             deadline = time.monotonic() + timeout
         time.sleep(0.05)
     if not group:
@@ -232,14 +247,28 @@ def port_is_free(port, host=HOST):
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return False
+            if exc.errno == errno.EACCES:
+                raise ServerError(
+                    f"Port {port} is reserved for the system administrator "
+                    f"on this machine.",
+                    "Choose a port from 1024 to 65535.") from exc
             raise
     return True
 
 
-def free_port(host=HOST):
-    """A port on ``host`` that nothing listens on right now."""
+def free_port(host=HOST, low=20000, high=32000):
+    """A port on ``host`` that nothing listens on right now.
+
+    Chosen below the kernel's ephemeral range (usually 32768 and up), from
+    which outgoing connections take their local ports: a broker restarted
+    on its old port would otherwise find it taken by some client.
+    """
+    for _ in range(200):
+        port = _ports.randrange(low, high)
+        if port_is_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
+        s.bind((host, 0))  # everything there is taken: let the system pick
         return s.getsockname()[1]
 
 

@@ -110,7 +110,9 @@ def save_key(data, path=DEFAULT_KEY_FILE, overwrite=False):
             f"{path} is a folder, so the key cannot be saved under that "
             f"name.", "Choose another file name for the key.")
     if path.exists() and not overwrite:
-        if path.is_file() and path.read_bytes() == data:
+        # The size first: a large file in the key's place is not read.
+        if (path.is_file() and path.stat().st_size == len(data)
+                and path.read_bytes() == data):
             os.chmod(path, 0o600)
             return path
         raise KeyFileExists(

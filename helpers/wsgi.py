@@ -25,6 +25,14 @@ LAB_ROLES = "member,reader,creator"
 # same throughput.
 THREADS = 2
 
+# The headers keystonemiddleware sets (and strips from what clients send).
+IDENTITY_HEADERS = (
+    "HTTP_X_IDENTITY_STATUS", "HTTP_X_SERVICE_IDENTITY_STATUS",
+    "HTTP_X_DOMAIN_", "HTTP_X_PROJECT_", "HTTP_X_TENANT", "HTTP_X_USER",
+    "HTTP_X_ROLE", "HTTP_X_SERVICE_", "HTTP_X_SYSTEM_SCOPE",
+    "HTTP_X_IS_ADMIN_PROJECT", "HTTP_X_AUTH_", "HTTP_X_TRUST_",
+    "HTTP_X_APPLICATION_CREDENTIAL_", "HTTP_OPENSTACK_SYSTEM_SCOPE")
+
 PASTE_INI = """\
 [composite:main]
 use = egg:Paste#urlmap
@@ -71,8 +79,10 @@ def with_lab_identity(app):
     """Wrap ``app`` so every request arrives as the lab's one learner.
 
     Without Keystone nobody vouches for the caller.  These are the headers
-    keystonemiddleware would set after checking a token; whatever a client
-    sent in their place is overwritten, so the identity is always the same.
+    keystonemiddleware would set after checking a token.  As it does, every
+    identity header a client sent is dropped first (a system scope or a
+    service role would otherwise reach Barbican's policies), so the
+    identity is always the same.
     """
     identity = {
         "HTTP_X_IDENTITY_STATUS": "Confirmed",
@@ -82,6 +92,8 @@ def with_lab_identity(app):
     }
 
     def lab_identity(environ, start_response):
+        for key in [k for k in environ if k.startswith(IDENTITY_HEADERS)]:
+            del environ[key]
         environ.update(identity)
         return app(environ, start_response)
 

@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 import threading
 import time
 
@@ -251,6 +252,32 @@ def test_broker_restart_loses_no_order(async_server, aconn, worker_back):
     statuses = [helpers.wait_for_order(aconn, r, timeout=60).status
                 for r in refs]
     assert statuses == ["ACTIVE"] * 6
+
+
+def test_two_broker_starts_at_once_make_one_broker(async_server,
+                                                   worker_back):
+    import threading
+    state_dir = async_server.state_dir
+    embedded.stop_broker(state_dir)
+    errors = []
+
+    def start():
+        try:
+            embedded.start_broker(state_dir)
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    starts = [threading.Thread(target=start) for _ in range(2)]
+    for thread in starts:
+        thread.start()
+    for thread in starts:
+        thread.join(timeout=180)
+    assert errors == []
+    pid = processes.read_pid(state_dir / "rabbitmq" / "broker.pid")
+    brokers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
+               and processes.runs_as(int(p.name), "rabbitmq-server",
+                                     str(state_dir))]
+    assert [int(p.name) for p in brokers] == [pid]
 
 
 def test_connect_restarts_a_worker_that_died(async_server, worker_back):

@@ -152,3 +152,25 @@ def test_hexdump_command_streams_a_large_file(cli_env, tmp_path):
         cwd=tmp_path, capture_output=True, timeout=120)
     assert result.returncode == 0
     assert result.stdout.decode() == helpers.hexdump(data)
+
+
+def test_check_takes_away_its_order_when_it_fails(conn, cli_env, tmp_path):
+    import pytest
+    result = run_helpers("check", "--algorithm", "rot13", env=cli_env,
+                         cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Barbican's error code 400: Process TypeOrder issue seen - " \
+           "Secret generate supported plugin not found)." in result.stderr
+    (ref,) = [line.split(": ", 1)[1] for line in result.stdout.splitlines()
+              if line.startswith("Order href: ")]
+    with pytest.raises(helpers.NotFound):
+        helpers.get_order(conn, ref)
+
+
+def test_check_names_its_own_flag_for_an_existing_file(cli_env, tmp_path):
+    (tmp_path / "ordered_key").write_bytes(b"an older key")
+    result = run_helpers("check", "--file", "ordered_key", env=cli_env,
+                         cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Add --overwrite to replace it" in result.stderr
+    assert (tmp_path / "ordered_key").read_bytes() == b"an older key"

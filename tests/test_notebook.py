@@ -281,3 +281,12 @@ def test_fetch_replaces_the_key_file_the_panel_saved_itself(kernel,
     assert key_file.read_bytes() == b"the learner's own file"
     kernel.run("helpers.clean_up(conn)")
     assert key_file.read_bytes() == b"the learner's own file"
+
+
+def test_cli_text_quotes_what_the_learner_typed():
+    from helpers.panel import order_command
+    assert order_command("Order for an AES key", "aes", "256; rm -rf ~",
+                         "cbc") == (
+        'openstack secret order create key --name "Order for an AES key" '
+        "--algorithm aes --bit-length '256; rm -rf ~' -c \"Order href\" "
+        "-f value")

@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,80 @@ def test_server_process_loads_no_learner_side_libraries():
         env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
         text=True, timeout=60)
     assert probe.stdout.strip() == "[]", probe.stderr
+
+
+def test_process_marks_end_at_word_and_path_boundaries():
+    from helpers import processes
+    me = os.getpid()
+    line = processes.command_line(me)
+    assert line is not None
+    first = line.split()[0]
+    assert processes.runs_as(me, first)
+    assert not processes.runs_as(me, first[:-1])  # a prefix is not a mark
+
+
+def test_broker_ports_avoid_the_ephemeral_range():
+    from helpers import processes
+    assert all(20000 <= processes.free_port() < 32000 for _ in range(20))
+
+
+def test_a_reserved_port_is_explained_not_a_permission_error():
+    # As an ordinary user (CI runs as root, which may bind any port), with
+    # the system's Python (the venv's may sit in root's private home) and
+    # a world-readable copy of the package (so may the clone).
+    import shutil
+    import tempfile
+    from conftest import require
+    python = "/usr/bin/python3"
+    require(os.path.exists(python), "Debian's python3", "apt-get install "
+            "python3")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the probe as another user")
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        shutil.copytree(ROOT / "helpers", Path(folder) / "helpers")
+        probe = subprocess.run(
+            [python, "-S", "-c", "from helpers import processes\n"
+             "try:\n    processes.port_is_free(80)\n"
+             "except Exception as exc:\n    print(type(exc).__name__, exc)"],
+            env={"PYTHONPATH": folder, "PATH": os.environ["PATH"]},
+            cwd=folder, capture_output=True, text=True, timeout=60,
+            user=65534)
+    assert probe.stdout.strip() == (
+        "ServerError Port 80 is reserved for the system administrator on "
+        "this machine. Choose a port from 1024 to 65535.")
+
+
+def test_a_missing_dependency_is_named_not_hidden():
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys\n"
+         "sys.modules['keystoneauth1'] = None\n"
+         "import helpers\n"
+         "try:\n    helpers.explain\n"
+         "except Exception as exc:\n    print(type(exc).__name__, exc)"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True, timeout=60)
+    assert probe.stdout.startswith("ModuleNotFoundError")
+    assert "keystoneauth1" in probe.stdout
+
+
+def test_identity_headers_a_client_sends_are_dropped():
+    from helpers.wsgi import LAB_PROJECT_ID, LAB_ROLES, with_lab_identity
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        return []
+
+    with_lab_identity(app)({
+        "HTTP_X_SYSTEM_SCOPE": "all", "HTTP_X_SERVICE_ROLES": "admin",
+        "HTTP_X_PROJECT_NAME": "other", "HTTP_X_ROLES": "admin",
+        "HTTP_X_PROJECT_ID": "other", "HTTP_X_OPENSTACK_REQUEST_ID": "r1",
+        "HTTP_ACCEPT": "application/json"}, None)
+    assert seen["HTTP_X_PROJECT_ID"] == LAB_PROJECT_ID
+    assert seen["HTTP_X_ROLES"] == LAB_ROLES
+    for dropped in ("HTTP_X_SYSTEM_SCOPE", "HTTP_X_SERVICE_ROLES",
+                    "HTTP_X_PROJECT_NAME"):
+        assert dropped not in seen
+    assert seen["HTTP_X_OPENSTACK_REQUEST_ID"] == "r1"  # not identity
+    assert seen["HTTP_ACCEPT"] == "application/json"
