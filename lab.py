@@ -396,8 +396,8 @@ def main():
     parser = argparse.ArgumentParser(
         description="Open barbican-lab in JupyterLab, or run its tests.")
     parser.add_argument("--port", type=int, default=None,
-                        help="embedded Barbican's port (default: the one it used "
-                             "last, or 9311)")
+                        help="embedded Barbican's port (default: the one "
+                             "it used last, or 9311)")
     parser.add_argument("--lab-port", type=int, default=8888,
                         help="JupyterLab's port (default 8888)")
     parser.add_argument("--state-dir", default=None,
@@ -419,7 +419,7 @@ def main():
     args.pytest_args = pytest_args
     for name in ("port", "lab_port"):
         value = getattr(args, name)
-        if value is not None and not 0 < value < 65536:
+        if value is not None and not 1024 <= value < 65536:
             parser.error(f"--{name.replace('_', '-')} {value} is not a TCP "
                          f"port; choose one from 1024 to 65535")
     # Closing the terminal or a kill stops everything, as Ctrl-C does.

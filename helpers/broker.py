@@ -127,7 +127,10 @@ def _choose_ports(paths, keep_ports):
         (a restart of the broker alone): a taken port is an error then.
     """
     ports = _ports(paths)
-    if ports and all(processes.port_is_free(p) for p in ports.values()):
+    # The lab's own epmd outlives a broker that crashed: its port is ours.
+    own = {ports.get("epmd")} if ports and _epmd_pid(paths) else set()
+    if ports and all(processes.port_is_free(p) or p in own
+                     for p in ports.values()):
         return ports
     if ports and keep_ports:
         raise ServerError(

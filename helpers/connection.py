@@ -45,8 +45,31 @@ for _name in ("keystoneauth.identity.generic.base", "keystoneauth.discover"):
 
 
 def cloud_configured():
-    """True when the environment names a cloud (clouds.yaml or openrc)."""
-    return bool(os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"))
+    """True when the environment names a cloud (clouds.yaml or openrc).
+
+    :raises ConnectError: login settings without a place to log in: an
+        openrc half loaded must not quietly become the embedded server.
+    """
+    if os.environ.get("OS_CLOUD") or os.environ.get("OS_AUTH_URL"):
+        return True
+    stray = [name for name in LOGIN_VARIABLES if os.environ.get(name)]
+    if stray:
+        raise ConnectError(
+            f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set "
+            f"but OS_AUTH_URL is not, so there is no cloud to log in to.",
+            "Load the whole openrc (source it again), or unset these to use "
+            "the embedded Barbican.")
+    return False
+
+
+# An openrc's login settings; any of them without OS_AUTH_URL is a mistake.
+LOGIN_VARIABLES = ("OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME",
+                   "OS_PROJECT_ID", "OS_USER_ID", "OS_TOKEN",
+                   "OS_APPLICATION_CREDENTIAL_ID")
+
+# Seconds before a request to a cloud that does not answer gives up; a
+# stopped server would otherwise hang the notebook for ever.
+API_TIMEOUT = 30
 
 
 # BinderHub (mybinder.org among others) sets these in every session it
@@ -93,7 +116,7 @@ def _embedded_connection(endpoint):
         load_yaml_config=False, load_envvars=False,
         auth_type="none", auth={"endpoint": endpoint},
         key_manager_endpoint_override=f"{endpoint}/v1",
-        app_name="barbican-lab")
+        app_name="barbican-lab", api_timeout=API_TIMEOUT)
 
 
 def tls_verified(conn):
@@ -108,7 +131,10 @@ def tls_verified(conn):
 
 def _cloud_connection(cloud):
     with explained("read the cloud configuration", "the cloud"):
-        conn = openstack.connect(cloud=cloud, app_name="barbican-lab")
+        conn = openstack.connect(
+            cloud=cloud, app_name="barbican-lab",
+            api_timeout=float(os.environ.get("OS_API_TIMEOUT",
+                                             API_TIMEOUT)))
     if not tls_verified(conn):
         # Never silent: an unverified connection is said out loud each time.
         LOG.warning("TLS verification is OFF for %s: anyone on the network "

@@ -390,7 +390,18 @@ def explain(exc, action, target="Barbican", hint=None, cloud=None):
     if isinstance(exc, (sdk.SDKException, ksa.ClientException)):
         return LabError(f"Could not {action}: {shorten(exc).rstrip('.')}.",
                         "Check the connection settings and try again.")
+    missing = _MISSING_SETTING.search(str(exc))
+    if type(exc) is Exception and missing:
+        # keystoneauth's plain Exception for a login setting left empty.
+        return AuthError(
+            f"Could not {action}: the login settings have no "
+            f"{missing.group(1)}.",
+            "Export it in your shell (an openrc asks for the password: "
+            "source it again) or add it to your clouds.yaml entry.")
     return None
+
+
+_MISSING_SETTING = re.compile(r"^(\w+) is a required attribute")
 
 
 @contextlib.contextmanager

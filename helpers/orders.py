@@ -159,11 +159,13 @@ def wait_for_order(conn, order, timeout=60.0, progress=None, cancel=None,
         if elapsed >= timeout:
             raise OrderTimeout(
                 f"Order {current.order_ref} is still {current.status} after "
-                f"{elapsed:.0f} s.",
+                f"{timeout:g} s.",
                 "An order waits for a Barbican worker to fulfil it; it "
                 "stays PENDING while no worker takes orders from the queue. "
                 "Check that the worker runs (embedded: python -m helpers "
-                "server status), then wait again: the order is not lost.")
+                "server status; orders queued in asynchronous mode need "
+                "server start --async), then wait again: the order is not "
+                "lost.")
         # The whole pause even before the last read: one cut to fit the
         # timeout made two requests within a second.
         if cancel is not None:

@@ -16,7 +16,7 @@ import ipywidgets as w
 
 from helpers.checks import check_work, checks_table
 from helpers.cleanup import CREATED, clean_up
-from helpers.errors import LabError
+from helpers.errors import LabError, NotReady, WaitCancelled
 from helpers.hexdump import hexdump
 from helpers.orders import (ACTIVE, DEFAULT_ALGORITHM, DEFAULT_BIT_LENGTH,
                             DEFAULT_MODE, DEFAULT_NAME, ERROR, KEY_ALGORITHMS,
@@ -264,8 +264,15 @@ class ExercisePanel:
         if order.status == ERROR:
             raise order_failure(order)
 
+    def _need_order(self):
+        # Buttons are disabled until then; code may still call the steps.
+        if self.order is None:
+            raise NotReady("There is no order yet.",
+                           "Submit an order first (step 1).")
+
     def check_status(self):
         """Read the order once and show its table."""
+        self._need_order()
         order = get_order(self.conn, self.order)
         self._show_order(order)
         self._show_cli(f"openstack secret order get {order.order_ref}")
@@ -275,6 +282,7 @@ class ExercisePanel:
         """Step 2: wait in the background until the order is ACTIVE."""
         if self.waiting:
             return
+        self._need_order()
         self._cancel.clear()
         self._show_cli(
             f"watch -n 1 openstack secret order get "
@@ -305,7 +313,10 @@ class ExercisePanel:
                 self._show_order(get_order(self.conn, self.order))
             except LabError:
                 pass
-            self._show_error(exc)
+            if isinstance(exc, WaitCancelled):
+                self._show_info(str(exc))  # the learner asked for it
+            else:
+                self._show_error(exc)
         except Exception as exc:  # a thread's error would otherwise vanish
             LOG.exception("waiting failed")
             self._show_error(exc, unexpected=True)
@@ -326,6 +337,7 @@ class ExercisePanel:
 
     def fetch(self):
         """Step 3: download the key and save it to the key file."""
+        self._need_order()
         order = get_order(self.conn, self.order)
         self._show_order(order)
         self._show_cli(fetch_command(order.secret_ref, self.key_file))
@@ -342,6 +354,9 @@ class ExercisePanel:
 
     def show_hexdump(self):
         """Step 4: show the key as ``hexdump -C`` prints it."""
+        if self.key is None:
+            raise NotReady("No key has been fetched yet.",
+                           "Fetch the key first (step 3).")
         self._show_cli(f"hexdump -C {shlex.quote(str(self.key_file))}")
         self.hexdump_view.value = (f'<pre class="lab-hexdump-text" '
                                    f'style="{PRE_STYLE}">'

@@ -280,6 +280,25 @@ def test_two_broker_starts_at_once_make_one_broker(async_server,
     assert [int(p.name) for p in brokers] == [pid]
 
 
+def test_a_crashed_broker_is_started_again_on_its_ports(async_server,
+                                                        aconn, worker_back):
+    import signal
+    state_dir = async_server.state_dir
+    broker_pid = processes.read_pid(state_dir / "rabbitmq" / "broker.pid")
+    erlang = [p for p in processes.group_members(broker_pid)
+              if p != broker_pid and "beam" in (processes.command_line(p)
+                                                or "")]
+    assert erlang
+    os.kill(erlang[0], signal.SIGKILL)
+    processes.terminate(broker_pid)  # its start script, if still there
+    # epmd, the lab's own, still holds its port: that is no obstacle.
+    server = embedded.start(state_dir)
+    assert server.part("broker").running
+    order = helpers.wait_for_order(aconn, helpers.order_key(aconn),
+                                   timeout=60)
+    assert len(helpers.fetch_key(aconn, order)) == 32
+
+
 def test_connect_restarts_a_worker_that_died(async_server, worker_back):
     state_dir = async_server.state_dir
     pid = embedded.status(state_dir).part("worker").pid

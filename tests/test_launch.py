@@ -79,6 +79,8 @@ def test_start_script_serves_the_exercise_cli_verbatim(tmp_path):
         assert result.stdout.endswith("00000020\n")
         status = embedded.status(state_dir)
         assert status.running and status.endpoint == endpoint
+        for path in state_dir.iterdir():  # start.log included
+            assert path.stat().st_mode & 0o077 == 0, path
         # The notebook's connect() finds the same server and the same key.
         conn = helpers.connect(state_dir=state_dir)
         order_ref = re.search(r"order: (\S+)", result.stdout).group(1)
@@ -606,3 +608,12 @@ def test_lab_passes_everything_after_test_to_pytest():
         ["--state-dir", "test", "test"], ["-x"])
     assert lab.split_test_arguments(["--port", "9312"]) == (
         ["--port", "9312"], [])
+
+
+def test_lab_refuses_a_port_below_1024():
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "lab.py"), "--lab-port", "80"],
+        capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "--lab-port 80 is not a TCP port; choose one from 1024 to 65535" \
+        in refused.stderr

@@ -290,3 +290,14 @@ def test_cli_text_quotes_what_the_learner_typed():
         'openstack secret order create key --name "Order for an AES key" '
         "--algorithm aes --bit-length '256; rm -rf ~' -c \"Order href\" "
         "-f value")
+
+
+def test_steps_called_out_of_order_explain_themselves(kernel):
+    kernel.run(PANEL_SETUP.format(timeout=30))
+    # What a click on each button does, enabled or not.
+    for step, words in [("wait", "There is no order yet."),
+                        ("fetch", "There is no order yet."),
+                        ("show_hexdump", "No key has been fetched yet.")]:
+        state = kernel.panel_state(f"panel._run(panel.{step})")
+        assert words in state["message"], state["message"]
+        assert "unexpected" not in state["message"]
