@@ -351,21 +351,22 @@ def start_broker(state_dir, timeout=START_TIMEOUT, keep_ports=False):
     process = processes.spawn(
         [server, STATE_FLAG, state_dir], paths["log"], paths["pid"],
         env=_environment(paths, ports), cwd=paths["base"])
-    deadline = time.monotonic() + timeout
-    while not _answers(paths):
-        if process.poll() is not None:
-            paths["pid"].unlink(missing_ok=True)
-            raise ServerError(
-                f"RabbitMQ stopped while starting (exit code "
-                f"{process.returncode}): "
-                f"{' '.join(_log_tail(paths, 3))[-300:]}",
-                f"Its logs say why: {paths['log']} and {paths['logs']}")
-        if time.monotonic() > deadline:
-            stop_broker(state_dir)
-            raise ServerError(
-                f"RabbitMQ did not answer within {timeout:.0f} s and was "
-                f"stopped.", f"Its logs may say why: {paths['logs']}")
-        time.sleep(0.2)
+
+    def died(code):
+        paths["pid"].unlink(missing_ok=True)
+        return ServerError(
+            f"RabbitMQ stopped while starting (exit code {code}): "
+            f"{' '.join(_log_tail(paths, 3))[-300:]}",
+            f"Its logs say why: {paths['log']} and {paths['logs']}")
+
+    def hung():
+        stop_broker(state_dir)
+        return ServerError(
+            f"RabbitMQ did not answer within {timeout:.0f} s and was "
+            f"stopped.", f"Its logs may say why: {paths['logs']}")
+
+    processes.wait_until_ready(process, lambda: _answers(paths), timeout,
+                               died, hung, interval=0.2)
     LOG.info("RabbitMQ answers on %s:%s", HOST, ports["amqp"])
 
 

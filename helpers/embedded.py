@@ -21,10 +21,8 @@ import logging
 import os
 import secrets as _random
 import sqlite3
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -430,46 +428,32 @@ def _start_locked(state_dir, port, timeout, mode):
 
 def _start_api(state_dir, paths, port, endpoint, timeout):
     """Start the API process and wait for its first healthy answer."""
-    env = dict(os.environ, HOME=str(state_dir))
-    # The server imports this package: find it even when it is not installed.
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with open(paths["log"], "ab") as log:
-        os.chmod(paths["log"], 0o600)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "helpers.wsgi",
-             "--state-dir", str(state_dir), "--port", str(port)],
-            cwd=state_dir, env=env, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, umask=0o077)
-    _write_private(paths["pid"], f"{process.pid}\n")
+    process = processes.spawn(
+        [sys.executable, "-m", "helpers.wsgi", "--state-dir", state_dir,
+         "--port", port], paths["log"], paths["pid"],
+        env=processes.server_env(state_dir), cwd=state_dir)
     LOG.info("started embedded Barbican, pid %s, log %s",
              process.pid, paths["log"])
 
-    deadline = time.monotonic() + timeout
-    while not _healthy(endpoint, timeout=1.0):
-        code = process.poll()
-        if code is not None:
-            paths["pid"].unlink(missing_ok=True)
-            tail = " ".join(_log_tail(paths, 20))
-            if "Address already in use" in tail:
-                raise ServerError(
-                    f"Port {port} on {HOST} was taken while Barbican "
-                    f"started.",
-                    f"Choose another port with --port. Log: {paths['log']}")
-            raise ServerError(
-                f"The embedded Barbican stopped while starting "
-                f"(exit code {code}).",
-                f"Its log says why: {paths['log']}")
-        if time.monotonic() > deadline:
-            _terminate(process.pid)
-            paths["pid"].unlink(missing_ok=True)
-            raise ServerError(
-                f"The embedded Barbican did not answer within "
-                f"{timeout:.0f} s and was stopped.",
-                f"Its log may say why: {paths['log']}")
-        time.sleep(0.1)
+    def died(code):
+        paths["pid"].unlink(missing_ok=True)
+        if "Address already in use" in " ".join(_log_tail(paths, 20)):
+            return ServerError(
+                f"Port {port} on {HOST} was taken while Barbican started.",
+                f"Choose another port with --port. Log: {paths['log']}")
+        return ServerError(
+            f"The embedded Barbican stopped while starting (exit code "
+            f"{code}).", f"Its log says why: {paths['log']}")
+
+    def hung():
+        _terminate(process.pid)
+        paths["pid"].unlink(missing_ok=True)
+        return ServerError(
+            f"The embedded Barbican did not answer within {timeout:.0f} s "
+            f"and was stopped.", f"Its log may say why: {paths['log']}")
+
+    processes.wait_until_ready(process, lambda: _healthy(endpoint, 1.0),
+                               timeout, died, hung)
 
 
 def _start_async(state_dir, paths, port, endpoint, timeout):

@@ -179,6 +179,37 @@ def spawn(argv, log_path, pid_path, env=None, cwd=None):
     return process
 
 
+def server_env(state_dir):
+    """The environment of the lab's Barbican processes (API and worker).
+
+    Barbican reads ``~/barbican.conf`` when imported, so HOME is the state
+    folder; and they import this package, found even when not installed.
+    """
+    env = dict(os.environ, HOME=str(state_dir))
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def wait_until_ready(process, ready, timeout, died, hung, interval=0.1):
+    """Poll ``ready()`` until it is true, as a started process comes up.
+
+    :param process: the process handle, or ``None`` when not ours to poll.
+    :param died: called with the exit code if the process ends first; it
+        cleans up and returns the :class:`ServerError` to raise.
+    :param hung: called when ``timeout`` seconds pass; likewise.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        code = process.poll() if process is not None else None
+        if code is not None:
+            raise died(code)
+        if time.monotonic() > deadline:
+            raise hung()
+        time.sleep(interval)
+
+
 def _signal(pid, sig, group):
     try:
         if group:

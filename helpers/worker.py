@@ -17,9 +17,7 @@ state folder.
 
 import argparse
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
 from helpers import broker, processes
@@ -81,15 +79,11 @@ def launch_worker(state_dir):
     state_dir = Path(state_dir)
     if _worker_pid(state_dir) is not None:
         return None
-    env = dict(os.environ, HOME=str(state_dir))
-    # The worker imports this package: find it even when it is not installed.
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH")) if p)
     paths = _paths(state_dir)
     return processes.spawn(
         [sys.executable, "-m", "helpers.worker", "--state-dir", state_dir],
-        paths["log"], paths["pid"], env=env, cwd=state_dir)
+        paths["log"], paths["pid"], env=processes.server_env(state_dir),
+        cwd=state_dir)
 
 
 def wait_for_worker(state_dir, process, timeout=START_TIMEOUT):
@@ -99,21 +93,22 @@ def wait_for_worker(state_dir, process, timeout=START_TIMEOUT):
         stopped); the message names its log.
     """
     paths = _paths(state_dir)
-    deadline = time.monotonic() + timeout
-    while not _consuming(state_dir):
-        if process is not None and process.poll() is not None:
-            paths["pid"].unlink(missing_ok=True)
-            raise ServerError(
-                f"Barbican's worker stopped while starting (exit code "
-                f"{process.returncode}): {_log_tail(paths)}",
-                f"Its log says why: {paths['log']}")
-        if time.monotonic() > deadline:
-            stop_worker(state_dir)
-            raise ServerError(
-                f"Barbican's worker did not read the order queue within "
-                f"{timeout:.0f} s and was stopped.",
-                f"Its log may say why: {paths['log']}")
-        time.sleep(0.2)
+
+    def died(code):
+        paths["pid"].unlink(missing_ok=True)
+        return ServerError(
+            f"Barbican's worker stopped while starting (exit code {code}): "
+            f"{_log_tail(paths)}", f"Its log says why: {paths['log']}")
+
+    def hung():
+        stop_worker(state_dir)
+        return ServerError(
+            f"Barbican's worker did not read the order queue within "
+            f"{timeout:.0f} s and was stopped.",
+            f"Its log may say why: {paths['log']}")
+
+    processes.wait_until_ready(process, lambda: _consuming(state_dir),
+                               timeout, died, hung, interval=0.2)
     LOG.info("Barbican's worker reads the order queue")
 
 
